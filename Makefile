@@ -1,0 +1,125 @@
+# runcell - top-level build. `make` builds every binary into build/; `make test` installs
+# dependencies, builds and runs the whole suite; see `make help`.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR = $(PREFIX)/bin
+BUILD ?= build
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation \
+          -Wstrict-prototypes -Wmissing-prototypes -fno-strict-aliasing -fstack-protector-strong \
+          -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -pthread -Ilib
+LDFLAGS += -pthread -Wl,-z,relro,-z,now
+LIBS = -lcurl -lcjson -lssl -lcrypto
+
+SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+FUZZ_CC ?= clang
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+             -D_GNU_SOURCE -Ilib -pthread
+FUZZ_SECONDS ?= 60
+
+LIB_SRCS := $(wildcard lib/*.c)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+LIBRC := $(BUILD)/libruncell.a
+
+# Binaries: name -> sources (each gets lib/).
+BINS :=
+
+BIN_PATHS := $(BINS:%=$(BUILD)/%)
+
+TEST_SRCS := $(wildcard tests/unit/test_*.c)
+TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+HARNESS_OBJ := $(BUILD)/obj/tests/unit/harness.o
+TEST_HELPER_SRCS := $(filter-out tests/unit/harness.c $(TEST_SRCS),$(wildcard tests/unit/*.c))
+TEST_HELPER_OBJS := $(TEST_HELPER_SRCS:%.c=$(BUILD)/obj/%.o)
+TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
+
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+
+.PHONY: all test unit asan fuzz fuzz-smoke format check-format clean install deps demo help check-banned
+
+all: $(BIN_PATHS) $(TEST_BINS) $(TEST_TOOLS)
+
+help:
+	@echo "make            build every binary into $(BUILD)/"
+	@echo "make test       install dependencies, build, run the whole suite"
+	@echo "make asan       build and run the tests under ASan + UBSan (build/asan/)"
+	@echo "make fuzz-smoke run each libFuzzer target for FUZZ_SECONDS (default 60)"
+	@echo "make demo       run the main job on the local emulator"
+	@echo "make format | check-format | clean | install (PREFIX, DESTDIR)"
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIBRC): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+.SECONDARY:
+.SECONDEXPANSION:
+$(BIN_PATHS): $(BUILD)/%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$($$*_SRCS)) $(LIBRC)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(HARNESS_OBJ) $(TEST_HELPER_OBJS) $(LIBRC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIBRC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/obj/tests/%.o: CFLAGS += -Itests/unit
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@if command -v $(FUZZ_CC) >/dev/null; then $(MAKE) --no-print-directory fuzz; fi
+	@BUILD=$(BUILD) tests/run.sh
+
+# Run the suite without the dependency step (for a tree that is already set up).
+unit: all
+	@BUILD=$(BUILD) tests/run.sh
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="-O1 -g $(SAN_FLAGS)" \
+		LDFLAGS="$(SAN_FLAGS)" all
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		BUILD=build/asan tests/run.sh
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(LIBS)
+
+fuzz: $(FUZZ_BINS)
+
+fuzz-smoke: $(FUZZ_BINS)
+	@scripts/fuzz-smoke.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
+
+check-banned:
+	@scripts/check-banned.sh
+
+FORMAT_FILES = $(shell git ls-files -co --exclude-standard "*.c" "*.h" 2>/dev/null)
+format:
+	clang-format -i $(FORMAT_FILES)
+
+check-format:
+	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format: ok"
+
+install: $(BIN_PATHS)
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 0755 $(BIN_PATHS) $(DESTDIR)$(BINDIR)/
+
+demo: deps
+	@scripts/demo.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# tests/run.sh - runs every test program and script and ends with "N passed, N failed[, N skipped]".
+#
+# Test programs: build/tests/test_* (C unit tests, harness.c) and tests/integration/*.sh,
+# tests/check/*.sh. Each prints TAP-style lines; a program that exits non-zero without
+# reporting a failure (a crash) counts as one failure of its own.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+passed=0 failed=0 skipped=0
+failures=()
+
+run_one() {
+    local name=$1; shift
+    local out rc line
+    out=$(RC_TEST_SUITE=$name timeout "${RC_TEST_TIMEOUT:-600}" "$@" 2>&1)
+    rc=$?
+    local saw_fail=0
+    while IFS= read -r line; do
+        case "$line" in
+        "ok - "*"# SKIP"*) skipped=$((skipped + 1)); echo "$line" ;;
+        "ok - "*) passed=$((passed + 1)); [ -n "${VERBOSE:-}" ] && echo "$line" ;;
+        "not ok - "*) failed=$((failed + 1)); saw_fail=1; failures+=("${line#not ok - }"); echo "$line" ;;
+        "#"*) [ -n "${VERBOSE:-}" ] || [ $saw_fail -eq 1 ] && echo "$line" ;;
+        *) [ -n "${VERBOSE:-}" ] && echo "  $line" ;;
+        esac
+    done <<<"$out"
+    if [ $rc -ne 0 ] && [ $saw_fail -eq 0 ]; then
+        failed=$((failed + 1)); failures+=("$name (exit status $rc)")
+        echo "not ok - $name exited with status $rc"
+        echo "$out" | tail -n 20 | sed 's/^/#   /'
+    fi
+}
+
+for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] || continue
+    run_one "$(basename "$t")" "$t"
+done
+for t in tests/check/*.sh tests/integration/*.sh; do
+    [ -f "$t" ] || continue
+    run_one "$(basename "$t" .sh)" env BUILD="$BUILD" bash "$t"
+done
+
+if [ ${#failures[@]} -gt 0 ]; then
+    echo "failed:"
+    printf '  %s\n' "${failures[@]}"
+fi
+if [ $skipped -gt 0 ]; then
+    echo "$passed passed, $failed failed, $skipped skipped"
+else
+    echo "$passed passed, $failed failed"
+fi
+[ $failed -eq 0 ]

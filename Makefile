@@ -8,10 +8,12 @@ BUILD ?= build
 
 CC ?= cc
 CFLAGS ?= -O2 -g
-CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation \
+BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation \
           -Wstrict-prototypes -Wmissing-prototypes -fno-strict-aliasing -fstack-protector-strong \
           -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -pthread -Ilib
-LDFLAGS += -pthread -Wl,-z,relro,-z,now
+BASE_LDFLAGS := -pthread -Wl,-z,relro,-z,now
+ALL_CFLAGS = $(BASE_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(BASE_LDFLAGS) $(LDFLAGS)
 LIBS = -lcurl -lcjson -lssl -lcrypto
 
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -56,7 +58,7 @@ deps:
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(LIBRC): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -66,17 +68,17 @@ $(LIBRC): $(LIB_OBJS)
 .SECONDARY:
 .SECONDEXPANSION:
 $(BIN_PATHS): $(BUILD)/%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$($$*_SRCS)) $(LIBRC)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(HARNESS_OBJ) $(TEST_HELPER_OBJS) $(LIBRC)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIBRC)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/obj/tests/%.o: CFLAGS += -Itests/unit
+$(BUILD)/obj/tests/%.o: BASE_CFLAGS += -Itests/unit
 
 test: deps
 	@$(MAKE) --no-print-directory all
@@ -114,7 +116,7 @@ check-format:
 
 install: $(BIN_PATHS)
 	install -d $(DESTDIR)$(BINDIR)
-	install -m 0755 $(BIN_PATHS) $(DESTDIR)$(BINDIR)/
+	$(if $(BIN_PATHS),install -m 0755 $(BIN_PATHS) $(DESTDIR)$(BINDIR)/)
 
 demo: deps
 	@scripts/demo.sh

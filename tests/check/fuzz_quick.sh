@@ -8,7 +8,7 @@ secs=${FUZZ_QUICK_SECONDS:-5}
 shopt -s nullglob
 targets=("$BUILD"/fuzz/fuzz_*)
 if [ ${#targets[@]} -eq 0 ]; then
-    t_skip fuzz_targets "no fuzz targets built in $BUILD/fuzz (needs clang with libFuzzer)"
+    t_skip fuzz_targets "no fuzz targets in $BUILD/fuzz (make test and make fuzz build them with clang)"
 fi
 for fz in "${targets[@]}"; do
     name=$(basename "$fz")

@@ -14,21 +14,26 @@ BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-
 BASE_LDFLAGS := -pthread -Wl,-z,relro,-z,now
 ALL_CFLAGS = $(BASE_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(BASE_LDFLAGS) $(LDFLAGS)
-LIBS = -lcurl -lcjson -lssl -lcrypto
+LIBS = -lmicrohttpd -lcurl -lcjson -lssl -lcrypto
 
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 FUZZ_CC ?= clang
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-             -D_GNU_SOURCE -Ilib -pthread
+             -D_GNU_SOURCE -Ilib -Iemulator -Irunner -pthread
 FUZZ_SECONDS ?= 60
 
-LIB_SRCS := $(wildcard lib/*.c)
+# Binaries: name -> the file holding its main(); everything else under these directories goes
+# into one archive that binaries, tests and fuzz targets link against.
+MAIN_runcell-webhook := tools/runcell-webhook.c
+MAIN_runcell-emulator := emulator/main.c
+MAIN_runcell-runner := runner/main.c
+ALL_BIN_NAMES := runcell-webhook runcell-emulator runcell-runner
+BINS := $(foreach b,$(ALL_BIN_NAMES),$(if $(wildcard $(MAIN_$(b))),$(b)))
+MAIN_SRCS := $(foreach b,$(ALL_BIN_NAMES),$(MAIN_$(b)))
+MODULE_DIRS := lib emulator runner
+LIB_SRCS := $(filter-out $(MAIN_SRCS),$(wildcard $(MODULE_DIRS:%=%/*.c)))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIBRC := $(BUILD)/libruncell.a
-
-# Binaries: name -> sources (each gets lib/).
-BINS :=
-
 BIN_PATHS := $(BINS:%=$(BUILD)/%)
 
 TEST_SRCS := $(wildcard tests/unit/test_*.c)
@@ -67,7 +72,7 @@ $(LIBRC): $(LIB_OBJS)
 
 .SECONDARY:
 .SECONDEXPANSION:
-$(BIN_PATHS): $(BUILD)/%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$($$*_SRCS)) $(LIBRC)
+$(BIN_PATHS): $(BUILD)/%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(MAIN_$$*)) $(LIBRC)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(HARNESS_OBJ) $(TEST_HELPER_OBJS) $(LIBRC)
@@ -78,7 +83,7 @@ $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIBRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/obj/tests/%.o: BASE_CFLAGS += -Itests/unit
+$(BUILD)/obj/tests/%.o: BASE_CFLAGS += -Itests/unit -Iemulator -Irunner
 
 test: deps
 	@$(MAKE) --no-print-directory all

@@ -53,6 +53,9 @@ all: $(BIN_PATHS) $(TEST_BINS) $(TEST_TOOLS)
 help:
 	@echo "make            build every binary into $(BUILD)/"
 	@echo "make test       install dependencies, build, run the whole suite"
+	@echo "make unit       run the whole suite without the dependency step"
+	@echo "make fuzz       build the libFuzzer targets into $(BUILD)/fuzz/"
+	@echo "make check-banned  banned functions and close-on-exec check only"
 	@echo "make asan       build and run the tests under ASan + UBSan (build/asan/)"
 	@echo "make fuzz-smoke run each libFuzzer target for FUZZ_SECONDS (default 60)"
 	@echo "make demo       run the main job on the local emulator"
@@ -110,7 +113,7 @@ fuzz-smoke: $(FUZZ_BINS)
 	@scripts/fuzz-smoke.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
 check-banned:
-	@scripts/check-banned.sh
+	@scripts/check-banned.py
 
 FORMAT_FILES = $(shell git ls-files -co --exclude-standard "*.c" "*.h" 2>/dev/null)
 format:

@@ -133,8 +133,8 @@ static void redact_registered(char *s)
         char *p;
         if (!secrets[i])
             continue;
-        while ((p = strstr(s, secrets[i])) != NULL)
-            redact_span(s, (size_t)(p - s), strlen(secrets[i]));
+        for (p = s; (p = strstr(p, secrets[i])) != NULL;)
+            p += redact_span(s, (size_t)(p - s), strlen(secrets[i]));
     }
     pthread_mutex_unlock(&secrets_lock);
 }
@@ -230,19 +230,46 @@ int rc_log_format(char *out, size_t outsz, int level, const char *msg)
     return (int)(pos + 3);
 }
 
+/* Format the whole message, redact it, and only then cut it to RC_LOG_LINE_MAX: cutting first
+ * could split a secret so that the redaction pass no longer recognises the part that remains. */
+static char *format_redacted_message(const char *fmt, va_list ap)
+{
+    static const char too_long[] = "[log message too long to redact safely; dropped]";
+    va_list ap2;
+    char *msg;
+    int n;
+
+    va_copy(ap2, ap);
+    n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0 || (size_t)n > RC_LOG_MESSAGE_MAX)
+        return strdup(too_long);
+    msg = malloc((size_t)n + 1);
+    if (!msg)
+        return NULL;
+    vsnprintf(msg, (size_t)n + 1, fmt, ap);
+    rc_redact(msg);
+    if (strlen(msg) > RC_LOG_LINE_MAX)
+        memcpy(msg + RC_LOG_LINE_MAX - 3, "...", 4);
+    return msg;
+}
+
 void rc_log(int level, const char *fmt, ...)
 {
-    char msg[RC_LOG_LINE_MAX], line[RC_LOG_LINE_MAX + 1024];
+    char line[RC_LOG_LINE_MAX + 1024];
+    char *msg;
     va_list ap;
     int n;
 
     if (level < log_cfg.level)
         return;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg = format_redacted_message(fmt, ap);
     va_end(ap);
-    rc_redact(msg);
+    if (!msg)
+        return;
     n = rc_log_format(line, sizeof line, level, msg);
+    free(msg);
     if (n > 0) {
         ssize_t w = write(log_cfg.fd, line, (size_t)n);
         (void)w;

@@ -16,9 +16,10 @@
 
 enum rc_log_level { RC_LOG_DEBUG = 0, RC_LOG_INFO, RC_LOG_WARN, RC_LOG_ERROR };
 
-#define RC_LOG_LINE_MAX       8192 /* a longer message is truncated (marked with "...") */
-#define RC_LOG_SECRETS_MAX    64   /* registered secret values at one time */
-#define RC_LOG_SECRET_MIN_LEN 6    /* shorter values would redact ordinary words: refused */
+#define RC_LOG_LINE_MAX       8192      /* a longer message is truncated (marked with "...") */
+#define RC_LOG_MESSAGE_MAX    (1 << 20) /* longer messages are dropped, never cut unredacted */
+#define RC_LOG_SECRETS_MAX    64        /* registered secret values at one time */
+#define RC_LOG_SECRET_MIN_LEN 6         /* shorter values would redact ordinary words: refused */
 
 /* component: short name ("fcgi", "runner"...); level: minimum level written; fd: where lines go
  * (-1 keeps stderr). RUNCELL_LOG_LEVEL (debug|info|warn|error) overrides level when set. */

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """check-banned.py - fails on banned functions and on fds opened without close-on-exec.
 
-Scans every tracked-or-untracked C file of the project (not build/ or .deps/). Banned outright:
-sprintf, vsprintf, strcpy, strcat, atoi, atol, atoll, gets, strtok, system, popen, accept, pipe,
+Scans every C file of the project (not build/ or .deps/). Banned outright: sprintf, vsprintf,
+strcpy, strcat, atoi, atol, atoll, gets, strtok, system, popen, tmpnam, mktemp, and accept, pipe,
 creat, dup (use the CLOEXEC variants). Calls that create fds (open, openat, socket, socketpair,
 accept4, pipe2, epoll_create1, eventfd, timerfd_create, signalfd, inotify_init1, memfd_create,
 mkostemp, dup3, fcntl F_DUPFD) must pass a *CLOEXEC flag; fopen/fdopen modes must contain 'e'.
-memcmp on anything named like a secret (sig, secret, key, token, mac, hmac, digest) is banned:
+memcmp on anything named like a secret (sig, secret, key, token, mac, digest, passw) is banned:
 use CRYPTO_memcmp. A line may opt out with a comment `banned-ok: <reason>`.
 Usage: check-banned.py [files...]  (default: the whole tree). Exit 1 on any finding."""
 import os
@@ -93,8 +93,8 @@ def check_file(path):
         args = call_args(code, m.end() - 1)
         if "F_DUPFD" in args and "F_DUPFD_CLOEXEC" not in args:
             report(m.start(), "fcntl(F_DUPFD) without CLOEXEC")
-    for m in re.finditer(r"(?<![\w.>])(fopen|fdopen|freopen)\s*\(", src):
-        args = call_args(src, m.end() - 1)
+    for m in re.finditer(r"(?<![\w.>])(fopen|fdopen|freopen)\s*\(", code):
+        args = call_args(src, m.end() - 1)  # offsets match: the mode string is read from src
         modes = re.findall(r'"([rwa+bxe]*)"', args)
         if not modes or "e" not in modes[-1]:
             report(m.start(), f"{m.group(1)}() mode without 'e' (close-on-exec)")

@@ -15,16 +15,25 @@ run_one() {
     local out rc line
     out=$(RC_TEST_SUITE=$name timeout "${RC_TEST_TIMEOUT:-600}" "$@" 2>&1)
     rc=$?
-    local saw_fail=0
+    local saw_fail=0 results=0 detail=()
+    # A test's "#" detail lines may come before or after its result line: keep the ones since
+    # the last result and print them under a failure.
     while IFS= read -r line; do
         case "$line" in
-        "ok - "*"# SKIP"*) skipped=$((skipped + 1)); echo "$line" ;;
-        "ok - "*) passed=$((passed + 1)); [ -n "${VERBOSE:-}" ] && echo "$line" ;;
-        "not ok - "*) failed=$((failed + 1)); saw_fail=1; failures+=("${line#not ok - }"); echo "$line" ;;
-        "#"*) [ -n "${VERBOSE:-}" ] || [ $saw_fail -eq 1 ] && echo "$line" ;;
+        "ok - "*"# SKIP"*) skipped=$((skipped + 1)); results=$((results + 1)); echo "$line"; detail=() ;;
+        "ok - "*) passed=$((passed + 1)); results=$((results + 1)); detail=()
+            [ -n "${VERBOSE:-}" ] && echo "$line" ;;
+        "not ok - "*) failed=$((failed + 1)); results=$((results + 1)); saw_fail=1
+            failures+=("${line#not ok - }"); echo "$line"
+            [ ${#detail[@]} -gt 0 ] && printf '%s\n' "${detail[@]}"; detail=() ;;
+        "#"*) if [ -n "${VERBOSE:-}" ]; then echo "$line"; elif [ $saw_fail -eq 1 ] && [ ${#detail[@]} -eq 0 ]; then echo "$line"; else detail+=("$line"); fi ;;
         *) [ -n "${VERBOSE:-}" ] && echo "  $line" ;;
         esac
     done <<<"$out"
+    if [ $rc -eq 0 ] && [ $results -eq 0 ]; then
+        failed=$((failed + 1)); failures+=("$name (reported no results)")
+        echo "not ok - $name reported no test results"
+    fi
     if [ $rc -ne 0 ] && [ $saw_fail -eq 0 ]; then
         failed=$((failed + 1)); failures+=("$name (exit status $rc)")
         echo "not ok - $name exited with status $rc"

@@ -174,3 +174,32 @@ TEST(concurrent_lines_do_not_interleave)
     }
     CHECK_INT(lines, 400);
 }
+
+TEST(secret_straddling_the_length_cut_is_redacted)
+{
+    const char *secret = "SECRETVALUE-straddle-0123456789";
+    struct capture c;
+    _cleanup_free_ char *out = NULL;
+    size_t pad = RC_LOG_LINE_MAX - 5; /* the secret starts before the cut */
+    char *padding = malloc(pad + 1);
+    REQUIRE(padding != NULL);
+    memset(padding, 'a', pad);
+    padding[pad] = '\0';
+    REQUIRE(rc_log_register_secret(secret, NULL) == 0);
+    REQUIRE(capture_start(&c, RC_LOG_DEBUG) == 0);
+    rc_log_info("%s%s", padding, secret);
+    out = capture_end(&c);
+    free(padding);
+    rc_log_unregister_secret(secret);
+    CHECK(strstr(out, "SECRET") == NULL);
+    CHECK(strstr(out, "...") != NULL);
+}
+
+TEST(secret_equal_to_the_marker_terminates)
+{
+    char s[] = "x [REDACTED] y";
+    REQUIRE(rc_log_register_secret("[REDACTED]", NULL) == 0);
+    rc_redact(s);
+    rc_log_unregister_secret("[REDACTED]");
+    CHECK_STR(s, "x [REDACTED] y");
+}

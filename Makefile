@@ -19,7 +19,7 @@ LIBS = -lmicrohttpd -lcurl -lcjson -lssl -lcrypto
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 FUZZ_CC ?= clang
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-             -D_GNU_SOURCE -Ilib -Iemulator -Irunner -Ioci -pthread
+             -D_GNU_SOURCE -Ilib -Iemulator -Irunner -Ioci -Ibroker -pthread
 FUZZ_SECONDS ?= 60
 
 # Binaries: name -> the file holding its main(); everything else under these directories goes
@@ -31,7 +31,7 @@ MAIN_runcell-oci := oci/cli.c
 ALL_BIN_NAMES := runcell-webhook runcell-emulator runcell-runner runcell-oci
 BINS := $(foreach b,$(ALL_BIN_NAMES),$(if $(wildcard $(MAIN_$(b))),$(b)))
 MAIN_SRCS := $(foreach b,$(ALL_BIN_NAMES),$(MAIN_$(b)))
-MODULE_DIRS := lib emulator runner oci
+MODULE_DIRS := lib emulator runner oci broker
 LIB_SRCS := $(filter-out $(MAIN_SRCS),$(wildcard $(MODULE_DIRS:%=%/*.c)))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIBRC := $(BUILD)/libruncell.a
@@ -87,7 +87,7 @@ $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIBRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/obj/tests/%.o: BASE_CFLAGS += -Itests/unit -Iemulator -Irunner -Ioci
+$(BUILD)/obj/tests/%.o: BASE_CFLAGS += -Itests/unit -Iemulator -Irunner -Ioci -Ibroker
 
 test: deps
 	@$(MAKE) --no-print-directory all

@@ -14,12 +14,12 @@ BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-
 BASE_LDFLAGS := -pthread -Wl,-z,relro,-z,now
 ALL_CFLAGS = $(BASE_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(BASE_LDFLAGS) $(LDFLAGS)
-LIBS = -lmicrohttpd -lcurl -lcjson -lssl -lcrypto
+LIBS = -lfcgi -lmicrohttpd -lcurl -lcjson -lssl -lcrypto
 
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 FUZZ_CC ?= clang
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-             -D_GNU_SOURCE -Ilib -Iemulator -Irunner -Ioci -Ibroker -pthread
+             -D_GNU_SOURCE -Ilib -Iemulator -Irunner -Ioci -Ibroker -Ifcgi -pthread
 FUZZ_SECONDS ?= 60
 
 # Binaries: name -> the file holding its main(); everything else under these directories goes
@@ -28,10 +28,11 @@ MAIN_runcell-webhook := tools/runcell-webhook.c
 MAIN_runcell-emulator := emulator/main.c
 MAIN_runcell-runner := runner/main.c
 MAIN_runcell-oci := oci/cli.c
-ALL_BIN_NAMES := runcell-webhook runcell-emulator runcell-runner runcell-oci
+MAIN_runcell-fcgi := fcgi/main.c
+ALL_BIN_NAMES := runcell-webhook runcell-emulator runcell-runner runcell-oci runcell-fcgi
 BINS := $(foreach b,$(ALL_BIN_NAMES),$(if $(wildcard $(MAIN_$(b))),$(b)))
 MAIN_SRCS := $(foreach b,$(ALL_BIN_NAMES),$(MAIN_$(b)))
-MODULE_DIRS := lib emulator runner oci broker
+MODULE_DIRS := lib emulator runner oci broker fcgi
 LIB_SRCS := $(filter-out $(MAIN_SRCS),$(wildcard $(MODULE_DIRS:%=%/*.c)))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIBRC := $(BUILD)/libruncell.a
@@ -87,7 +88,7 @@ $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIBRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/obj/tests/%.o: BASE_CFLAGS += -Itests/unit -Iemulator -Irunner -Ioci -Ibroker
+$(BUILD)/obj/tests/%.o: BASE_CFLAGS += -Itests/unit -Iemulator -Irunner -Ioci -Ibroker -Ifcgi
 
 test: deps
 	@$(MAKE) --no-print-directory all

@@ -18,7 +18,8 @@ LIBS = -lfcgi -lmicrohttpd -lcurl -lcjson -lssl -lcrypto
 
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 FUZZ_CC ?= clang
-FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+FUZZ_SAN = address,undefined
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,$(FUZZ_SAN) -fno-sanitize-recover=all \
              -D_GNU_SOURCE -Ilib -Iemulator -Irunner -Ioci -Ibroker -Ifcgi -pthread
 FUZZ_SECONDS ?= 60
 
@@ -48,7 +49,7 @@ TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
-.PHONY: all test unit asan fuzz fuzz-smoke format check-format clean install deps demo help check-banned
+.PHONY: conformance all test unit asan fuzz fuzz-smoke format check-format clean install deps demo help check-banned
 
 all: $(BIN_PATHS) $(TEST_BINS) $(TEST_TOOLS)
 
@@ -58,10 +59,14 @@ help:
 	@echo "make unit       run the whole suite without the dependency step"
 	@echo "make fuzz       build the libFuzzer targets into $(BUILD)/fuzz/"
 	@echo "make check-banned  banned functions and close-on-exec check only"
+	@echo "make conformance  the official SDK worker against the emulator, every scenario"
 	@echo "make asan       build and run the tests under ASan + UBSan (build/asan/)"
 	@echo "make fuzz-smoke run each libFuzzer target for FUZZ_SECONDS (default 60)"
 	@echo "make demo       run the main job on the local emulator"
 	@echo "make format | check-format | clean | install (PREFIX, DESTDIR)"
+
+conformance: all
+	@BUILD=$(BUILD) tests/conformance/run.sh
 
 deps:
 	@scripts/install-deps.sh
@@ -105,9 +110,24 @@ asan:
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		BUILD=build/asan tests/run.sh
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+# Fuzz targets: the modules are compiled once with coverage instrumentation into their own
+# archive; each target links its LLVMFuzzerTestOneInput file against it.
+FUZZ_LIB := $(BUILD)/fuzz/libruncell-fuzz.a
+FUZZ_OBJS := $(LIB_SRCS:%.c=$(BUILD)/fuzz/obj/%.o)
+FUZZ_COMPILE_FLAGS = $(subst -fsanitize=fuzzer$(,),-fsanitize=fuzzer-no-link$(,),$(FUZZ_FLAGS))
+, := ,
+
+$(BUILD)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(LIBS)
+	$(FUZZ_CC) $(FUZZ_COMPILE_FLAGS) -MMD -MP -c -o $@ $<
+
+$(FUZZ_LIB): $(FUZZ_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB) $(LIBS)
 
 fuzz: $(FUZZ_BINS)
 
@@ -134,4 +154,4 @@ demo: deps
 clean:
 	rm -rf build
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/fuzz/obj -name '*.d' 2>/dev/null)

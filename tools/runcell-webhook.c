@@ -121,9 +121,9 @@ static int read_body(rc_buf *body)
     rc_error err = {0};
 
     for (;;) {
+        size_t chunk = 65536 < body->max - body->len ? 65536 : body->max - body->len;
         ssize_t n;
-        if (rc_buf_reserve(body, 65536 < body->max - body->len ? 65536 : body->max - body->len,
-                           &err) < 0)
+        if (rc_buf_reserve(body, chunk, &err) < 0)
             return -1;
         if (body->len == body->max) {
             char extra;
@@ -133,7 +133,7 @@ static int read_body(rc_buf *body)
                 return -1;
             }
         } else {
-            n = read(STDIN_FILENO, body->data + body->len, body->max - body->len);
+            n = read(STDIN_FILENO, body->data + body->len, chunk); /* what was reserved */
             if (n > 0) {
                 body->len += (size_t)n;
                 continue;

@@ -1,0 +1,1404 @@
+/* proxy.c - the egress proxy's event loop and connection state machine (see proxy.h).
+ *
+ * One thread, one epoll set, level-triggered. A connection moves through
+ *   HEAD -> (decide) -> RESOLVE -> CONNECT -> [TLS] -> RELAY -> closed
+ * or, when refused or answered locally, HEAD -> FLUSH -> DRAIN -> closed. Each state says which
+ * events it wants (conn_update_events); every event of a connection runs its state's step
+ * function, and RELAY's step ("pump") moves bytes in both directions until nothing moves.
+ * Closed connections are only unlinked during an epoll batch and freed after it, so a second
+ * event of the same batch never touches freed memory. Every connection that carried a request
+ * ends with exactly one audit line. */
+#include "proxy.h"
+
+#include "buf.h"
+#include "cleanup.h"
+#include "httpreq.h"
+#include "log.h"
+#include "resolve.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RELAY_BUF_MAX  ((size_t)64 * 1024)
+#define C2U_BUF_MAX    (RELAY_BUF_MAX + 64 * 1024) /* room for the rewritten head too */
+#define DRAIN_MS       2000u
+#define OWN_REFRESH_MS 2000u
+#define EPOLL_BATCH    64
+
+enum state { S_HEAD, S_RESOLVE, S_CONNECT, S_TLS, S_RELAY, S_FLUSH, S_DRAIN, S_CLOSED };
+
+struct conn;
+
+typedef struct endpoint {
+    struct conn *c;
+    int fd;
+    uint32_t events; /* currently registered */
+    bool registered;
+} endpoint;
+
+typedef struct conn {
+    struct conn *prev, *next;
+    struct rc_proxy *px;
+    endpoint cl, up;
+    SSL *ssl;
+    int ssl_rd_want, ssl_wr_want; /* EPOLLIN / EPOLLOUT the last SSL call asked for, or 0 */
+    int state;
+    uint64_t deadline_ms;
+    rc_buf in, c2u, u2c;
+    bool have_req;
+    rc_httpreq req;
+    rc_httpbody body;
+    const rc_policy_domain *domain;
+    const rc_policy_rule *rule;
+    bool upstream_tls;
+    bool cl_eof, up_eof, up_shut, cl_shut, up_hup, up_failed;
+    rc_resolve_result addrs;
+    size_t addr_i;
+    bool resolving;
+    struct sockaddr_storage dialled;
+    /* audit */
+    const char *decision, *reason, *action, *end;
+    char reason_buf[RC_ERR_MSG_MAX];
+    char rule_name[RC_POLICY_HOST_MAX + 16];
+    char addr_text[INET6_ADDRSTRLEN];
+    int status;
+    uint64_t bytes_up, bytes_down, start_us;
+    /* upstream response status sniffing (plain HTTP) */
+    char sniff[40];
+    size_t sniff_len;
+    int sniff_state;
+    uint32_t sniff_tail;
+} conn;
+
+struct rc_proxy {
+    rc_proxy_config cfg;
+    int lfd, epfd, stopfd;
+    endpoint lep, stopep, resep;
+    rc_resolver *resolver;
+    SSL_CTX *tls;
+    conn *conns;
+    conn *zombies;
+    size_t n_conns;
+    rc_policy_hostaddrs own;
+    uint64_t own_at_ms;
+};
+
+/* ---- time ---- */
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t now_ms(void)
+{
+    return now_us() / 1000u;
+}
+
+/* ---- epoll bookkeeping ---- */
+
+static void ep_set(rc_proxy *px, endpoint *ep, uint32_t events)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = ep};
+    if (ep->fd < 0)
+        return;
+    if (!ep->registered) {
+        if (epoll_ctl(px->epfd, EPOLL_CTL_ADD, ep->fd, &ev) == 0) {
+            ep->registered = true;
+            ep->events = events;
+        }
+        return;
+    }
+    if (ep->events != events && epoll_ctl(px->epfd, EPOLL_CTL_MOD, ep->fd, &ev) == 0)
+        ep->events = events;
+}
+
+/* Stop watching an fd without closing it (an fd that reports HUP while we want nothing from it
+ * would otherwise wake every epoll_wait). */
+static void ep_park(rc_proxy *px, endpoint *ep)
+{
+    if (ep->fd >= 0 && ep->registered) {
+        epoll_ctl(px->epfd, EPOLL_CTL_DEL, ep->fd, NULL);
+        ep->registered = false;
+        ep->events = 0;
+    }
+}
+
+static void ep_close(rc_proxy *px, endpoint *ep)
+{
+    if (ep->fd < 0)
+        return;
+    if (ep->registered)
+        epoll_ctl(px->epfd, EPOLL_CTL_DEL, ep->fd, NULL);
+    close(ep->fd);
+    ep->fd = -1;
+    ep->registered = false;
+    ep->events = 0;
+}
+
+/* ---- audit and teardown ---- */
+
+static void conn_audit(conn *c)
+{
+    const char *injected[RC_POLICY_HEADERS_MAX];
+    rc_audit_record rec = {0};
+    size_t n = 0;
+
+    if (!c->px->cfg.audit || (!c->have_req && c->in.len == 0 && !c->status))
+        return;
+    if (c->rule && c->rule->action == RC_POLICY_ACTION_TRANSFORM && c->decision &&
+        strcmp(c->decision, "allow") == 0)
+        for (; n < c->rule->n_set_headers; n++)
+            injected[n] = c->rule->set_headers[n].name;
+    rec.kind = c->have_req && c->req.form == RC_HTTPREQ_CONNECT ? "connect" : "http";
+    rec.decision = c->decision ? c->decision : "error";
+    rec.reason = c->reason;
+    rec.end = c->end;
+    rec.rule = c->rule_name[0] ? c->rule_name : NULL;
+    rec.action = c->action;
+    rec.injected = injected;
+    rec.n_injected = n;
+    if (c->have_req) {
+        rec.host = c->req.host;
+        rec.port = c->req.port;
+        if (c->req.form == RC_HTTPREQ_ABSOLUTE) {
+            rec.method = c->req.method;
+            rec.path = c->req.path;
+        }
+    }
+    rec.addr = c->addr_text[0] ? c->addr_text : NULL;
+    rec.status = c->status;
+    rec.bytes_up = c->bytes_up;
+    rec.bytes_down = c->bytes_down;
+    rec.duration_us = now_us() - c->start_us;
+    rc_error err = {0};
+    if (rc_audit_write(c->px->cfg.audit, &rec, &err) < 0)
+        rc_log_error("egress: audit line lost: %s", err.msg);
+}
+
+static void conn_close(conn *c)
+{
+    rc_proxy *px = c->px;
+    if (c->state == S_CLOSED)
+        return;
+    conn_audit(c);
+    if (c->resolving)
+        rc_resolver_cancel(px->resolver, c);
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+    ep_close(px, &c->cl);
+    ep_close(px, &c->up);
+    c->state = S_CLOSED;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        px->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    px->n_conns--;
+    c->prev = NULL;
+    c->next = px->zombies;
+    px->zombies = c;
+}
+
+static void conn_free(conn *c)
+{
+    rc_buf_free(&c->in);
+    rc_buf_free(&c->c2u);
+    rc_buf_free(&c->u2c);
+    if (c->have_req)
+        rc_httpreq_free(&c->req);
+    free(c);
+}
+
+static void free_zombies(rc_proxy *px)
+{
+    while (px->zombies) {
+        conn *c = px->zombies;
+        px->zombies = c->next;
+        conn_free(c);
+    }
+}
+
+/* ---- events wanted per state ---- */
+
+static bool client_read_wanted(const conn *c)
+{
+    if (c->cl_eof || c->c2u.len >= RELAY_BUF_MAX)
+        return false;
+    if (c->req.form == RC_HTTPREQ_ABSOLUTE && c->body.done)
+        return false; /* one request per connection: later bytes are never forwarded */
+    return true;
+}
+
+static uint32_t upstream_events(const conn *c)
+{
+    uint32_t ev = 0;
+    bool want_read = !c->up_eof && c->u2c.len < RELAY_BUF_MAX;
+    bool want_write = c->c2u.len > 0;
+    if (!c->ssl)
+        return (want_read ? EPOLLIN : 0) | (want_write ? EPOLLOUT : 0);
+    if (want_read)
+        ev |= c->ssl_rd_want ? (uint32_t)c->ssl_rd_want : EPOLLIN;
+    if (want_write)
+        ev |= c->ssl_wr_want ? (uint32_t)c->ssl_wr_want : EPOLLOUT;
+    return ev;
+}
+
+static void conn_update_events(conn *c)
+{
+    rc_proxy *px = c->px;
+    switch (c->state) {
+    case S_HEAD:
+    case S_DRAIN:
+        ep_set(px, &c->cl, EPOLLIN);
+        break;
+    case S_RESOLVE:
+        ep_set(px, &c->cl, 0);
+        break;
+    case S_CONNECT:
+        ep_set(px, &c->cl, 0);
+        ep_set(px, &c->up, EPOLLOUT);
+        break;
+    case S_TLS:
+        ep_set(px, &c->cl, 0);
+        ep_set(px, &c->up,
+               c->ssl_rd_want | c->ssl_wr_want ? (uint32_t)(c->ssl_rd_want | c->ssl_wr_want)
+                                               : EPOLLOUT);
+        break;
+    case S_RELAY: {
+        uint32_t ue = upstream_events(c);
+        ep_set(px, &c->cl, (client_read_wanted(c) ? EPOLLIN : 0) | (c->u2c.len ? EPOLLOUT : 0));
+        if (c->up_hup && ue == 0)
+            ep_park(px, &c->up);
+        else
+            ep_set(px, &c->up, ue);
+        break;
+    }
+    case S_FLUSH:
+        ep_set(px, &c->cl, EPOLLOUT);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- local responses ---- */
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+/* Stop talking to any upstream and send the client what is queued in u2c, then close. */
+static void conn_flush_and_close(conn *c)
+{
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+    ep_close(c->px, &c->up);
+    if (c->resolving) {
+        rc_resolver_cancel(c->px->resolver, c);
+        c->resolving = false;
+    }
+    rc_buf_reset(&c->c2u);
+    c->state = S_FLUSH;
+    c->deadline_ms = now_ms() + DRAIN_MS;
+    conn_update_events(c);
+}
+
+/* A refusal or error generated by the proxy itself. reason is static text. */
+static void conn_refuse(conn *c, int status, const char *decision, const char *reason)
+{
+    rc_buf_reset(&c->u2c);
+    c->status = status;
+    c->decision = decision;
+    c->reason = reason;
+    if (strcmp(decision, "deny") == 0)
+        c->action = NULL;
+    if (rc_buf_appendf(&c->u2c, NULL,
+                       "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                       "%s: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n"
+                       "runcell egress proxy: %s\n",
+                       status, status_text(status), RC_PROXY_DENY_HEADER, reason,
+                       strlen("runcell egress proxy: \n") + strlen(reason), reason) < 0) {
+        conn_close(c);
+        return;
+    }
+    conn_flush_and_close(c);
+}
+
+/* The answer of a policy `response` rule. */
+static void conn_policy_response(conn *c, const rc_policy_rule *r)
+{
+    rc_buf *b = &c->u2c;
+    int rc;
+
+    rc_buf_reset(b);
+    c->status = r->status;
+    c->decision = "response";
+    c->reason = "answered by a policy response rule";
+    c->action = "response";
+    rc = rc_buf_appendf(b, NULL, "HTTP/1.1 %d %s\r\n", r->status, status_text(r->status));
+    if (rc >= 0 && r->content_type)
+        rc = rc_buf_appendf(b, NULL, "Content-Type: %s\r\n", r->content_type);
+    for (size_t i = 0; rc >= 0 && i < r->n_resp_headers; i++)
+        rc = rc_buf_appendf(b, NULL, "%s: %s\r\n", r->resp_headers[i].name,
+                            r->resp_headers[i].value);
+    if (rc >= 0)
+        rc = rc_buf_appendf(b, NULL, "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                            r->body_len);
+    if (rc >= 0 && r->body_len)
+        rc = rc_buf_append(b, r->body, r->body_len, NULL);
+    if (rc < 0) {
+        conn_refuse(c, 502, "error", "policy response too large");
+        return;
+    }
+    conn_flush_and_close(c);
+}
+
+/* ---- the upstream request ---- */
+
+static bool header_overridden(const rc_policy_rule *r, const rc_policy_kv *h)
+{
+    if (!r || r->action != RC_POLICY_ACTION_TRANSFORM)
+        return false;
+    for (size_t i = 0; i < r->n_set_headers; i++)
+        if (strlen(r->set_headers[i].name) == h->key_len &&
+            strncasecmp(r->set_headers[i].name, h->key, h->key_len) == 0)
+            return true;
+    return false;
+}
+
+static int append_host(conn *c, rc_buf *b)
+{
+    const rc_httpreq *q = &c->req;
+    unsigned default_port = c->upstream_tls ? 443 : 80;
+    const char *fmt = strchr(q->host, ':') ? "Host: [%s]" : "Host: %s";
+    int rc = rc_buf_appendf(b, NULL, fmt, q->host);
+    if (rc >= 0 && q->port != default_port)
+        rc = rc_buf_appendf(b, NULL, ":%u", q->port);
+    if (rc >= 0)
+        rc = rc_buf_append_str(b, "\r\n", NULL);
+    return rc;
+}
+
+/* Rewrite the request head for the upstream: origin form, our own Host, no hop-by-hop or
+ * Proxy-* headers, the rule's headers replacing any of the same name, Connection: close. */
+static int build_upstream_head(conn *c)
+{
+    const rc_httpreq *q = &c->req;
+    rc_buf *b = &c->c2u;
+    int rc;
+
+    rc = rc_buf_appendf(b, NULL, "%s %s%s%.*s HTTP/1.1\r\n", q->method, q->path,
+                        q->query ? "?" : "", (int)q->query_len, q->query ? q->query : "");
+    if (rc >= 0)
+        rc = append_host(c, b);
+    for (size_t i = 0; rc >= 0 && i < q->n_headers; i++) {
+        const rc_policy_kv *h = &q->headers[i];
+        if ((h->key_len == 4 && strncasecmp(h->key, "host", 4) == 0) ||
+            rc_httpreq_is_hop_header(q, h->key, h->key_len) || header_overridden(c->rule, h))
+            continue;
+        rc = rc_buf_appendf(b, NULL, "%.*s: %.*s\r\n", (int)h->key_len, h->key, (int)h->value_len,
+                            h->value);
+    }
+    if (c->rule && c->rule->action == RC_POLICY_ACTION_TRANSFORM)
+        for (size_t i = 0; rc >= 0 && i < c->rule->n_set_headers; i++)
+            rc = rc_buf_appendf(b, NULL, "%s: %s\r\n", c->rule->set_headers[i].name,
+                                c->rule->set_headers[i].value);
+    if (rc >= 0)
+        rc = rc_buf_append_str(b, "Connection: close\r\n\r\n", NULL);
+    return rc;
+}
+
+/* Move client bytes (after the head) that belong to the request body into c2u. */
+static int take_body(conn *c, const char *data, size_t len)
+{
+    rc_error err = {0};
+    ssize_t n = rc_httpbody_feed(&c->body, data, len, &err);
+    if (n < 0)
+        return (int)n;
+    return rc_buf_append(&c->c2u, data, (size_t)n, NULL);
+}
+
+/* ---- dialling ---- */
+
+static void refresh_own_addresses(rc_proxy *px)
+{
+    struct ifaddrs *ifa = NULL;
+    uint64_t t = now_ms();
+
+    if (px->own_at_ms && t - px->own_at_ms < OWN_REFRESH_MS)
+        return;
+    px->own_at_ms = t;
+    if (getifaddrs(&ifa) < 0)
+        return; /* keep the previous list */
+    px->own.n = 0;
+    for (struct ifaddrs *p = ifa; p && px->own.n < RC_POLICY_HOSTADDR_MAX; p = p->ifa_next) {
+        rc_policy_cidr *a = &px->own.addr[px->own.n];
+        if (!p->ifa_addr)
+            continue;
+        if (p->ifa_addr->sa_family == AF_INET) {
+            *a = (rc_policy_cidr){.family = AF_INET, .prefix = 32};
+            memcpy(a->addr, &((struct sockaddr_in *)p->ifa_addr)->sin_addr, 4);
+        } else if (p->ifa_addr->sa_family == AF_INET6) {
+            *a = (rc_policy_cidr){.family = AF_INET6, .prefix = 128};
+            memcpy(a->addr, &((struct sockaddr_in6 *)p->ifa_addr)->sin6_addr, 16);
+        } else {
+            continue;
+        }
+        px->own.n++;
+    }
+    freeifaddrs(ifa);
+}
+
+static void addr_to_text(const struct sockaddr_storage *ss, char *out, size_t n)
+{
+    const void *a = ss->ss_family == AF_INET
+                        ? (const void *)&((const struct sockaddr_in *)ss)->sin_addr
+                        : (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+    if (!inet_ntop(ss->ss_family, a, out, (socklen_t)n))
+        snprintf(out, n, "?");
+}
+
+static socklen_t sa_len(const struct sockaddr_storage *ss)
+{
+    return ss->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+}
+
+static void start_relay(conn *c);
+static void step_tls(conn *c);
+
+/* Start a non-blocking connect to the next candidate address. */
+static void try_connect(conn *c)
+{
+    for (; c->addr_i < c->addrs.n; c->addr_i++) {
+        const struct sockaddr_storage *ss = &c->addrs.addr[c->addr_i];
+        int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+        if (fd < 0)
+            continue;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (connect(fd, (const struct sockaddr *)ss, sa_len(ss)) < 0 && errno != EINPROGRESS) {
+            close(fd);
+            continue;
+        }
+        c->up.fd = fd;
+        c->dialled = *ss;
+        addr_to_text(ss, c->addr_text, sizeof c->addr_text);
+        c->state = S_CONNECT;
+        conn_update_events(c);
+        return;
+    }
+    conn_refuse(c, 502, "error", "upstream connection failed");
+}
+
+static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+                      &((const struct sockaddr_in *)b)->sin_addr, 4) == 0 &&
+               ((const struct sockaddr_in *)a)->sin_port ==
+                   ((const struct sockaddr_in *)b)->sin_port;
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0 &&
+           ((const struct sockaddr_in6 *)a)->sin6_port ==
+               ((const struct sockaddr_in6 *)b)->sin6_port;
+}
+
+/* The connect finished: check what we are actually connected to before sending a byte. */
+static void step_connect(conn *c)
+{
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof peer;
+    rc_policy_verdict v;
+    int soerr = 0;
+    socklen_t elen = sizeof soerr;
+
+    if (getsockopt(c->up.fd, SOL_SOCKET, SO_ERROR, &soerr, &elen) < 0 || soerr != 0) {
+        ep_close(c->px, &c->up);
+        c->addr_text[0] = '\0';
+        c->addr_i++;
+        try_connect(c);
+        return;
+    }
+    if (getpeername(c->up.fd, (struct sockaddr *)&peer, &len) < 0 ||
+        !same_addr(&peer, &c->dialled)) {
+        conn_refuse(c, 502, "error", "connected peer differs from the address dialled");
+        return;
+    }
+    refresh_own_addresses(c->px);
+    rc_policy_check_addr(c->px->cfg.policy, (struct sockaddr *)&peer, &c->px->own, &v);
+    if (!v.allow) {
+        conn_refuse(c, 403, "deny", v.reason);
+        return;
+    }
+    if (!c->upstream_tls) {
+        start_relay(c);
+        return;
+    }
+    c->ssl = SSL_new(c->px->tls);
+    if (!c->ssl || SSL_set_fd(c->ssl, c->up.fd) != 1) {
+        conn_refuse(c, 502, "error", "upstream TLS setup failed");
+        return;
+    }
+    if (c->req.host_is_ip) {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->req.host);
+    } else {
+        SSL_set_tlsext_host_name(c->ssl, c->req.host);
+        SSL_set1_host(c->ssl, c->req.host);
+    }
+    SSL_set_connect_state(c->ssl);
+    c->state = S_TLS;
+    step_tls(c);
+}
+
+static const char *tls_failure_reason(conn *c)
+{
+    long vr = SSL_get_verify_result(c->ssl);
+    ERR_clear_error();
+    if (vr == X509_V_ERR_HOSTNAME_MISMATCH)
+        return "upstream TLS: certificate does not match the host name";
+    if (vr != X509_V_OK)
+        return "upstream TLS: certificate verification failed";
+    return "upstream TLS handshake failed";
+}
+
+static void step_tls(conn *c)
+{
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        c->ssl_rd_want = c->ssl_wr_want = 0;
+        start_relay(c);
+        return;
+    }
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        c->ssl_rd_want = EPOLLIN;
+        c->ssl_wr_want = 0;
+        conn_update_events(c);
+        return;
+    case SSL_ERROR_WANT_WRITE:
+        c->ssl_rd_want = 0;
+        c->ssl_wr_want = EPOLLOUT;
+        conn_update_events(c);
+        return;
+    default:
+        conn_refuse(c, 502, "error", tls_failure_reason(c));
+    }
+}
+
+/* Every resolved address must pass: a name that resolves to an internal address alongside a
+ * public one is refused whole rather than half-trusted. */
+static void on_resolved(conn *c, const rc_resolve_result *res)
+{
+    rc_policy_verdict v;
+
+    c->resolving = false;
+    if (res->n == 0) {
+        conn_refuse(c, 502, "error",
+                    res->code == RC_ENOTFOUND ? "host name not found" : "name resolution failed");
+        return;
+    }
+    refresh_own_addresses(c->px);
+    for (size_t i = 0; i < res->n; i++) {
+        rc_policy_check_addr(c->px->cfg.policy, (const struct sockaddr *)&res->addr[i], &c->px->own,
+                             &v);
+        if (!v.allow) {
+            addr_to_text(&res->addr[i], c->addr_text, sizeof c->addr_text);
+            conn_refuse(c, 403, "deny", v.reason);
+            return;
+        }
+    }
+    c->addrs = *res;
+    c->addr_i = 0;
+    try_connect(c);
+}
+
+static void start_resolve(conn *c)
+{
+    rc_resolve_result res = {0};
+    struct sockaddr_storage *ss = &res.addr[0];
+    rc_error err = {0};
+    int r;
+
+    c->deadline_ms = now_ms() + c->px->cfg.connect_timeout_ms;
+    if (c->req.host_is_ip) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+        if (inet_pton(AF_INET, c->req.host, &s4->sin_addr) == 1) {
+            s4->sin_family = AF_INET;
+            s4->sin_port = htons((uint16_t)c->req.port);
+        } else {
+            inet_pton(AF_INET6, c->req.host, &s6->sin6_addr);
+            s6->sin6_family = AF_INET6;
+            s6->sin6_port = htons((uint16_t)c->req.port);
+        }
+        res.n = 1;
+        on_resolved(c, &res);
+        return;
+    }
+    r = rc_resolver_start(c->px->resolver, c->req.host, (uint16_t)c->req.port, c, &res, &err);
+    if (r < 0) {
+        conn_refuse(c, 503, "error", "too many pending name lookups");
+        return;
+    }
+    if (r == 1) {
+        on_resolved(c, &res);
+        return;
+    }
+    c->resolving = true;
+    c->state = S_RESOLVE;
+    conn_update_events(c);
+}
+
+/* ---- deciding ---- */
+
+static void set_rule_name(conn *c, size_t index, bool with_index)
+{
+    if (!c->domain)
+        return;
+    if (with_index)
+        snprintf(c->rule_name, sizeof c->rule_name, "%s#%zu", c->domain->pattern, index);
+    else
+        snprintf(c->rule_name, sizeof c->rule_name, "%s", c->domain->pattern);
+}
+
+static void decide_connect(conn *c)
+{
+    if (c->domain && c->domain->n_rules > 0) {
+        conn_refuse(c, 403, "deny",
+                    "domain has request rules: send http:// requests through the proxy "
+                    "(TLS interception is not supported)");
+        return;
+    }
+    c->action = "tunnel";
+    c->decision = "allow";
+    start_resolve(c);
+}
+
+/* Apply the domain's rules to a plain-HTTP request. Returns false when it was answered. */
+static bool apply_rules(conn *c)
+{
+    rc_policy_query q = {0};
+    rc_policy_request pr = {.method = c->req.method,
+                            .path = c->req.path,
+                            .path_len = c->req.path_len,
+                            .headers = c->req.headers,
+                            .n_headers = c->req.n_headers};
+    size_t index = 0;
+    int m;
+
+    if (c->req.query && rc_policy_query_parse(c->req.query, c->req.query_len, &q, NULL) < 0) {
+        conn_refuse(c, 400, "error", "malformed query string");
+        return false;
+    }
+    pr.query = q.kv;
+    pr.n_query = q.n;
+    m = rc_policy_match_request(c->domain, &pr, &c->rule, &index, NULL);
+    rc_policy_query_free(&q);
+    if (m < 0) {
+        conn_refuse(c, 403, "deny", "a policy matcher failed");
+        return false;
+    }
+    if (m == 0) {
+        c->rule = NULL;
+        return true;
+    }
+    set_rule_name(c, index, true);
+    if (c->rule->action == RC_POLICY_ACTION_RESPONSE) {
+        conn_policy_response(c, c->rule);
+        return false;
+    }
+    return true;
+}
+
+static void decide_http(conn *c)
+{
+    bool rules = c->domain && c->domain->n_rules > 0;
+
+    if (rules) {
+        const rc_policy_kv *up = rc_httpreq_header(&c->req, "upgrade");
+        if (up) {
+            conn_refuse(c, 403, "deny", "protocol upgrades are refused for domains with rules");
+            return;
+        }
+        if (!apply_rules(c))
+            return;
+        c->upstream_tls = true;
+        if (!c->req.port_explicit)
+            c->req.port = 443;
+    }
+    c->action = c->rule && c->rule->n_set_headers ? "transform" : "forward";
+    c->decision = "allow";
+    rc_httpbody_init(&c->body, &c->req);
+    if (build_upstream_head(c) < 0) {
+        conn_refuse(c, 431, "error", "rewritten request head too large");
+        return;
+    }
+    if (take_body(c, c->in.data + c->req.head_len, c->in.len - c->req.head_len) < 0) {
+        conn_refuse(c, 400, "error", "malformed request body framing");
+        return;
+    }
+    start_resolve(c);
+}
+
+static void decide(conn *c)
+{
+    rc_policy_verdict v;
+
+    if (rc_policy_check_host(c->px->cfg.policy, c->req.host, &v, NULL) < 0) {
+        conn_refuse(c, 400, "error", "bad host name");
+        return;
+    }
+    c->domain = v.domain;
+    c->reason = v.reason;
+    set_rule_name(c, 0, false);
+    if (!v.allow) {
+        conn_refuse(c, 403, "deny", v.reason);
+        return;
+    }
+    if (c->req.form == RC_HTTPREQ_CONNECT)
+        decide_connect(c);
+    else
+        decide_http(c);
+}
+
+/* ---- reading the head ---- */
+
+static void step_head(conn *c)
+{
+    rc_error err = {0};
+    int status = 400, r;
+    ssize_t n;
+
+    if (rc_buf_reserve(&c->in, 4096, NULL) < 0) {
+        conn_refuse(c, 431, "error", "request head larger than 16 KiB");
+        return;
+    }
+    n = recv(c->cl.fd, c->in.data + c->in.len, c->in.cap - c->in.len - 1, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        c->reason = "client closed before completing a request";
+        conn_close(c);
+        return;
+    }
+    c->in.len += (size_t)n;
+    c->in.data[c->in.len] = '\0';
+    r = rc_httpreq_parse(c->in.data, c->in.len, &c->req, &status, &err);
+    if (r == 0)
+        return;
+    if (r < 0) {
+        /* err.msg is text chosen by the parser; it never quotes the request */
+        snprintf(c->reason_buf, sizeof c->reason_buf, "%s", err.msg);
+        conn_refuse(c, status, "error", c->reason_buf);
+        return;
+    }
+    c->have_req = true;
+    decide(c);
+}
+
+/* ---- relaying ---- */
+
+static void start_relay(conn *c)
+{
+    c->state = S_RELAY;
+    c->deadline_ms = now_ms() + c->px->cfg.idle_timeout_ms;
+    if (c->req.form == RC_HTTPREQ_CONNECT) {
+        c->status = 200;
+        if (rc_buf_append_str(&c->u2c, "HTTP/1.1 200 Connection established\r\n\r\n", NULL) < 0 ||
+            rc_buf_append(&c->c2u, c->in.data + c->req.head_len, c->in.len - c->req.head_len,
+                          NULL) < 0) {
+            conn_close(c);
+            return;
+        }
+    }
+    rc_buf_free(&c->in);
+    c->in = RC_BUF_INIT(0);
+    conn_update_events(c);
+}
+
+/* Watch the upstream's response heads for the status to audit (skipping 1xx interim ones). */
+static void sniff_status(conn *c, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n && c->sniff_state < 2; i++) {
+        if (c->sniff_state == 1) { /* skipping the rest of a 1xx head */
+            c->sniff_tail = (c->sniff_tail << 8) | (unsigned char)p[i];
+            if (c->sniff_tail == 0x0d0a0d0a) {
+                c->sniff_state = 0;
+                c->sniff_len = 0;
+            }
+            continue;
+        }
+        if (c->sniff_len < sizeof c->sniff - 1)
+            c->sniff[c->sniff_len++] = p[i];
+        if (c->sniff_len == 12) {
+            int st = 0;
+            c->sniff[12] = '\0';
+            if (strncmp(c->sniff, "HTTP/1.", 7) == 0 && sscanf(c->sniff + 9, "%3d", &st) == 1)
+                c->status = st;
+            c->sniff_state = st >= 100 && st < 200 ? 1 : 2;
+            c->sniff_tail = 0;
+        }
+    }
+}
+
+/* I/O on the upstream side, plain or TLS: >0 bytes, 0 EOF, -EAGAIN, -EIO. */
+static ssize_t up_io(conn *c, char *buf, size_t n, bool writing)
+{
+    ssize_t r;
+    int e;
+
+    if (!c->ssl) {
+        r = writing ? send(c->up.fd, buf, n, MSG_NOSIGNAL) : recv(c->up.fd, buf, n, 0);
+        if (r < 0)
+            return errno == EAGAIN || errno == EINTR ? -EAGAIN : -EIO;
+        return r;
+    }
+    ERR_clear_error();
+    r = writing ? SSL_write(c->ssl, buf, (int)n) : SSL_read(c->ssl, buf, (int)n);
+    if (r > 0) {
+        if (writing)
+            c->ssl_wr_want = 0;
+        else
+            c->ssl_rd_want = 0;
+        return r;
+    }
+    e = SSL_get_error(c->ssl, (int)r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        int want = e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT;
+        if (writing)
+            c->ssl_wr_want = want;
+        else
+            c->ssl_rd_want = want;
+        return -EAGAIN;
+    }
+    if (!writing && e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    return -EIO;
+}
+
+/* Client -> c2u. Returns progress, or -1 when the connection must end. */
+static int pump_client_read(conn *c)
+{
+    char buf[16384];
+    size_t room = C2U_BUF_MAX - c->c2u.len;
+    ssize_t n;
+
+    if (!client_read_wanted(c))
+        return 0;
+    n = recv(c->cl.fd, buf, room < sizeof buf ? room : sizeof buf, 0);
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    if (n == 0) {
+        c->cl_eof = true;
+        /* a plain-HTTP request body cut short never reaches the upstream complete */
+        return c->req.form == RC_HTTPREQ_ABSOLUTE && !c->body.done ? -1 : 1;
+    }
+    if (c->req.form == RC_HTTPREQ_ABSOLUTE)
+        return take_body(c, buf, (size_t)n) < 0 ? -1 : 1;
+    return rc_buf_append(&c->c2u, buf, (size_t)n, NULL) < 0 ? -1 : 1;
+}
+
+static int pump_upstream_write(conn *c)
+{
+    ssize_t n;
+    if (c->up.fd < 0)
+        return 0;
+    if (c->c2u.len == 0) {
+        if (c->cl_eof && !c->up_shut && c->req.form == RC_HTTPREQ_CONNECT) {
+            shutdown(c->up.fd, SHUT_WR);
+            c->up_shut = true;
+        }
+        return 0;
+    }
+    n = up_io(c, c->c2u.data, c->c2u.len, true);
+    if (n == -EAGAIN)
+        return 0;
+    if (n <= 0)
+        return -1;
+    rc_buf_consume(&c->c2u, (size_t)n);
+    c->bytes_up += (uint64_t)n;
+    return 1;
+}
+
+static int pump_upstream_read(conn *c)
+{
+    ssize_t n;
+    if (c->up_eof || c->u2c.len >= RELAY_BUF_MAX)
+        return 0;
+    if (rc_buf_reserve(&c->u2c, RELAY_BUF_MAX - c->u2c.len, NULL) < 0)
+        return -1;
+    n = up_io(c, c->u2c.data + c->u2c.len, RELAY_BUF_MAX - c->u2c.len, false);
+    if (n == -EAGAIN)
+        return 0;
+    if (n < 0)
+        return c->bytes_down || c->req.form == RC_HTTPREQ_CONNECT ? -1 : -2;
+    if (n == 0) {
+        c->up_eof = true;
+        return 1;
+    }
+    if (c->req.form == RC_HTTPREQ_ABSOLUTE)
+        sniff_status(c, c->u2c.data + c->u2c.len, (size_t)n);
+    c->u2c.len += (size_t)n;
+    c->u2c.data[c->u2c.len] = '\0';
+    c->bytes_down += (uint64_t)n;
+    return 1;
+}
+
+static int pump_client_write(conn *c)
+{
+    ssize_t n;
+    if (c->u2c.len == 0) {
+        if (c->up_eof && !c->cl_shut && c->req.form == RC_HTTPREQ_CONNECT) {
+            shutdown(c->cl.fd, SHUT_WR);
+            c->cl_shut = true;
+        }
+        return 0;
+    }
+    n = send(c->cl.fd, c->u2c.data, c->u2c.len, MSG_NOSIGNAL);
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    rc_buf_consume(&c->u2c, (size_t)n);
+    return 1;
+}
+
+/* The upstream has nothing more to give or take: close it now (its fd would keep reporting HUP). */
+static void release_upstream(conn *c)
+{
+    if (c->up.fd < 0 || !c->up_eof || c->c2u.len)
+        return;
+    if (c->req.form == RC_HTTPREQ_CONNECT && !c->up_shut)
+        return;
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+    ep_close(c->px, &c->up);
+}
+
+static bool relay_finished(const conn *c)
+{
+    if (c->u2c.len || !c->up_eof)
+        return false;
+    if (c->up_failed)
+        return true;
+    if (c->req.form == RC_HTTPREQ_ABSOLUTE)
+        return true; /* the upstream closed after its response (Connection: close) */
+    return c->cl_eof && c->c2u.len == 0;
+}
+
+static void step_relay(conn *c)
+{
+    int progress;
+    do {
+        int a = pump_client_read(c), b = pump_upstream_write(c), d = pump_upstream_read(c),
+            e = pump_client_write(c);
+        if (d == -2) {
+            conn_refuse(c, 502, "error", "upstream failed before answering");
+            return;
+        }
+        if (a < 0 || b < 0 || d < 0 || e < 0) {
+            if (!c->end)
+                c->end = "connection reset";
+            conn_close(c);
+            return;
+        }
+        progress = a + b + d + e;
+        if (progress)
+            c->deadline_ms = now_ms() + c->px->cfg.idle_timeout_ms;
+    } while (progress);
+    if (relay_finished(c)) {
+        if (!c->end)
+            c->end = "complete";
+        conn_close(c);
+        return;
+    }
+    release_upstream(c);
+    conn_update_events(c);
+}
+
+/* ---- local responses on their way out ---- */
+
+static void step_flush(conn *c)
+{
+    ssize_t n = send(c->cl.fd, c->u2c.data, c->u2c.len, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        conn_close(c);
+        return;
+    }
+    rc_buf_consume(&c->u2c, (size_t)n);
+    if (c->u2c.len)
+        return;
+    /* Half-close and read what the client still sends, so unread request bytes do not turn
+     * the close into a reset that could destroy the response before the client reads it. */
+    shutdown(c->cl.fd, SHUT_WR);
+    c->state = S_DRAIN;
+    conn_update_events(c);
+}
+
+static void step_drain(conn *c)
+{
+    char buf[4096];
+    ssize_t n = recv(c->cl.fd, buf, sizeof buf, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0)
+        conn_close(c);
+}
+
+/* ---- dispatch ---- */
+
+static void conn_event(conn *c, bool is_upstream, uint32_t events)
+{
+    bool hup = events & (EPOLLERR | EPOLLHUP);
+    if (!is_upstream && hup && c->state != S_HEAD && c->state != S_FLUSH && c->state != S_DRAIN) {
+        if (c->state == S_RELAY)
+            c->end = "client closed";
+        else
+            c->reason = "client went away";
+        conn_close(c);
+        return;
+    }
+    if (is_upstream && c->state == S_RELAY && (events & EPOLLERR)) {
+        /* deliver what was already read, then end */
+        c->end = "upstream connection error";
+        c->up_eof = c->up_failed = true;
+        if (c->ssl) {
+            SSL_free(c->ssl);
+            c->ssl = NULL;
+        }
+        ep_close(c->px, &c->up);
+    }
+    if (is_upstream && (events & EPOLLHUP))
+        c->up_hup = true;
+    switch (c->state) {
+    case S_HEAD:
+        step_head(c);
+        break;
+    case S_CONNECT:
+        if (is_upstream)
+            step_connect(c);
+        break;
+    case S_TLS:
+        if (is_upstream)
+            step_tls(c);
+        break;
+    case S_RELAY:
+        step_relay(c);
+        break;
+    case S_FLUSH:
+        step_flush(c);
+        break;
+    case S_DRAIN:
+        step_drain(c);
+        break;
+    default:
+        break;
+    }
+}
+
+static void accept_one(rc_proxy *px, int fd)
+{
+    conn *c;
+    static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n" RC_PROXY_DENY_HEADER
+                               ": too many connections\r\nContent-Length: 0\r\n"
+                               "Connection: close\r\n\r\n";
+
+    if (px->n_conns >= px->cfg.max_conns || !(c = calloc(1, sizeof *c))) {
+        if (send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+            /* best effort */
+        }
+        close(fd);
+        return;
+    }
+    c->px = px;
+    c->cl = (endpoint){.c = c, .fd = fd};
+    c->up = (endpoint){.c = c, .fd = -1};
+    c->in = RC_BUF_INIT(RC_HTTPREQ_HEAD_MAX + 4096);
+    c->c2u = RC_BUF_INIT(C2U_BUF_MAX);
+    c->u2c = RC_BUF_INIT(RELAY_BUF_MAX + RC_POLICY_BODY_MAX + 8192);
+    c->start_us = now_us();
+    c->deadline_ms = now_ms() + px->cfg.head_timeout_ms;
+    c->state = S_HEAD;
+    c->next = px->conns;
+    if (px->conns)
+        px->conns->prev = c;
+    px->conns = c;
+    px->n_conns++;
+    conn_update_events(c);
+}
+
+static void on_listen(rc_proxy *px)
+{
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(px->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        accept_one(px, fd);
+    }
+}
+
+static void on_resolver(rc_proxy *px)
+{
+    rc_resolve_result res;
+    void *cookie;
+    while (rc_resolver_next(px->resolver, &cookie, &res) == 1) {
+        conn *c = cookie;
+        if (c->state == S_RESOLVE)
+            on_resolved(c, &res);
+    }
+}
+
+static void sweep_timeouts(rc_proxy *px)
+{
+    uint64_t t = now_ms();
+    conn *next;
+    for (conn *c = px->conns; c; c = next) {
+        next = c->next;
+        if (t < c->deadline_ms)
+            continue;
+        switch (c->state) {
+        case S_RESOLVE:
+        case S_CONNECT:
+        case S_TLS:
+            conn_refuse(c, 504, "error", "upstream did not answer in time");
+            break;
+        case S_HEAD:
+            if (c->in.len) {
+                conn_refuse(c, 408, "error", "request head not received in time");
+                break;
+            }
+            /* fall through */
+        default:
+            if (c->state == S_RELAY)
+                c->end = "idle timeout";
+            conn_close(c);
+        }
+    }
+}
+
+/* ---- setup ---- */
+
+static int tls_context(rc_proxy *px, rc_error *err)
+{
+    static const unsigned char alpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+    px->tls = SSL_CTX_new(TLS_client_method());
+    if (!px->tls)
+        return rc_error_set(err, RC_ENOMEM, "egress: cannot create the TLS context");
+    SSL_CTX_set_min_proto_version(px->tls, TLS1_2_VERSION);
+    SSL_CTX_set_verify(px->tls, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_options(px->tls, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_mode(px->tls, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_alpn_protos(px->tls, alpn, sizeof alpn);
+    if (px->cfg.ca_file) {
+        if (SSL_CTX_load_verify_locations(px->tls, px->cfg.ca_file, NULL) != 1)
+            return rc_error_set(err, RC_EINVAL, "egress: cannot load CA file %s", px->cfg.ca_file);
+    } else if (SSL_CTX_set_default_verify_paths(px->tls) != 1) {
+        return rc_error_set(err, RC_EIO, "egress: cannot load the system trust store");
+    }
+    return 0;
+}
+
+/* Injected values must never reach a log line or an audit line: redact them everywhere. */
+static void register_secrets(const rc_policy *pol, bool reg)
+{
+    for (size_t i = 0; i < rc_policy_domain_count(pol); i++) {
+        const rc_policy_domain *d = rc_policy_domain_at(pol, i);
+        for (size_t j = 0; j < d->n_rules; j++)
+            for (size_t k = 0; k < d->rules[j].n_set_headers; k++) {
+                const char *v = d->rules[j].set_headers[k].value;
+                if (strlen(v) < RC_LOG_SECRET_MIN_LEN)
+                    continue;
+                if (reg)
+                    (void)rc_log_register_secret(v, NULL);
+                else
+                    rc_log_unregister_secret(v);
+            }
+    }
+}
+
+static int epoll_setup(rc_proxy *px, rc_error *err)
+{
+    px->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (px->epfd < 0)
+        return rc_error_sys(err, RC_EIO, "egress: epoll_create1 failed");
+    px->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (px->stopfd < 0)
+        return rc_error_sys(err, RC_EIO, "egress: eventfd failed");
+    px->lep = (endpoint){.fd = px->lfd};
+    px->stopep = (endpoint){.fd = px->stopfd};
+    px->resep = (endpoint){.fd = rc_resolver_fd(px->resolver)};
+    ep_set(px, &px->lep, EPOLLIN);
+    ep_set(px, &px->stopep, EPOLLIN);
+    ep_set(px, &px->resep, EPOLLIN);
+    if (!px->lep.registered || !px->stopep.registered)
+        return rc_error_sys(err, RC_EIO, "egress: epoll_ctl failed");
+    return 0;
+}
+
+static void config_defaults(rc_proxy_config *c)
+{
+    if (!c->max_conns)
+        c->max_conns = 512;
+    if (!c->head_timeout_ms)
+        c->head_timeout_ms = 30000;
+    if (!c->connect_timeout_ms)
+        c->connect_timeout_ms = 10000;
+    if (!c->idle_timeout_ms)
+        c->idle_timeout_ms = 600000;
+}
+
+int rc_proxy_new(const rc_proxy_config *cfg, int listen_fd, rc_proxy **ret, rc_error *err)
+{
+    _cleanup_(rc_proxy_freep) rc_proxy *px = calloc(1, sizeof *px);
+    int r;
+
+    if (!px) {
+        close(listen_fd);
+        return rc_error_set(err, RC_ENOMEM, "egress: out of memory");
+    }
+    px->lfd = listen_fd;
+    px->epfd = px->stopfd = -1;
+    px->cfg = *cfg;
+    config_defaults(&px->cfg);
+    if (!cfg->policy)
+        return rc_error_set(err, RC_EINVAL, "egress: no policy");
+    r = rc_resolver_new(cfg->hosts_file, cfg->resolver_threads, &px->resolver, err);
+    if (r < 0)
+        return r;
+    r = tls_context(px, err);
+    if (r < 0)
+        return r;
+    r = epoll_setup(px, err);
+    if (r < 0)
+        return r;
+    register_secrets(cfg->policy, true);
+    *ret = take_ptr(px);
+    return 0;
+}
+
+void rc_proxy_stop(rc_proxy *p)
+{
+    uint64_t one = 1;
+    if (write(p->stopfd, &one, sizeof one) < 0) {
+        /* nothing useful to do in a signal handler */
+    }
+}
+
+static void dispatch(rc_proxy *px, struct epoll_event *ev, bool *stop)
+{
+    endpoint *ep = ev->data.ptr;
+    if (ep == &px->stopep) {
+        *stop = true;
+    } else if (ep == &px->lep) {
+        on_listen(px);
+    } else if (ep == &px->resep) {
+        on_resolver(px);
+    } else if (ep->c->state != S_CLOSED) {
+        conn_event(ep->c, ep == &ep->c->up, ev->events);
+    }
+}
+
+int rc_proxy_run(rc_proxy *px, rc_error *err)
+{
+    struct epoll_event evs[EPOLL_BATCH];
+    sigset_t pipe_set, old;
+    uint64_t next_sweep = now_ms() + 1000;
+    bool stop = false;
+
+    (void)err;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    while (!stop) {
+        int n = epoll_wait(px->epfd, evs, EPOLL_BATCH, 250);
+        for (int i = 0; i < n; i++)
+            dispatch(px, &evs[i], &stop);
+        if (now_ms() >= next_sweep) {
+            sweep_timeouts(px);
+            next_sweep = now_ms() + 1000;
+        }
+        free_zombies(px);
+    }
+    while (px->conns) {
+        if (!px->conns->end && px->conns->state == S_RELAY)
+            px->conns->end = "proxy stopped";
+        conn_close(px->conns);
+    }
+    free_zombies(px);
+    {
+        const struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) > 0) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return 0;
+}
+
+void rc_proxy_free(rc_proxy *px)
+{
+    if (!px)
+        return;
+    while (px->conns)
+        conn_close(px->conns);
+    free_zombies(px);
+    if (px->cfg.policy)
+        register_secrets(px->cfg.policy, false);
+    rc_resolver_free(px->resolver);
+    SSL_CTX_free(px->tls);
+    if (px->epfd >= 0)
+        close(px->epfd);
+    if (px->stopfd >= 0)
+        close(px->stopfd);
+    if (px->lfd >= 0)
+        close(px->lfd);
+    free(px);
+}

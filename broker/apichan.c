@@ -889,16 +889,6 @@ static void audit_path(const char *target, char *out, size_t outsz)
     out[o] = '\0';
 }
 
-static void iso_now(char *out, size_t outsz)
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    snprintf(out, outsz, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
-}
-
 static void json_add_str(cJSON *o, const char *k, const char *v)
 {
     if (v)
@@ -911,7 +901,7 @@ static void audit_emit(int fd, const char *sid, const char *wid, const audit_rec
     char ts[40], path[AUDIT_PATH_MAX];
     if (!o)
         return;
-    iso_now(ts, sizeof ts);
+    rc_log_timestamp(ts, sizeof ts);
     json_add_str(o, "ts", ts);
     json_add_str(o, "component", "broker.apichan");
     json_add_str(o, "event", a->event);

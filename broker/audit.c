@@ -54,16 +54,6 @@ void rc_audit_close(rc_audit *a)
     free(a);
 }
 
-static void timestamp(char *out, size_t n)
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
-}
-
 static bool add_str(cJSON *o, const char *key, const char *v)
 {
     return !v || cJSON_AddStringToObject(o, key, v) != NULL;
@@ -99,7 +89,7 @@ static cJSON *build(const char *session_id, const rc_audit_record *r)
 
     if (!o)
         return NULL;
-    timestamp(ts, sizeof ts);
+    rc_log_timestamp(ts, sizeof ts);
     ok = add_str(o, "ts", ts) && add_str(o, "session_id", session_id) &&
          add_str(o, "kind", r->kind) && add_str(o, "decision", r->decision) &&
          add_str(o, "reason", r->reason) && add_str(o, "rule", r->rule) &&

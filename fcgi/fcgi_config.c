@@ -6,16 +6,13 @@
 #include "fcgi_config.h"
 
 #include "cleanup.h"
+#include "envscrub.h"
 #include "webhook.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-extern char **environ;
-
-#define ENV_NAME_MAX 256
 
 /* ---- lookup and small parsers -------------------------------------------------------------- */
 
@@ -279,42 +276,10 @@ void rc_fcgi_config_clear(rc_fcgi_config *c)
 
 /* ---- scrubbing ---------------------------------------------------------------------------- */
 
-static bool scrubbed_name(const char *entry)
-{
-    return strncmp(entry, "ANTHROPIC_", 10) == 0 || strncmp(entry, "RUNCELL_", 8) == 0;
-}
-
 int rc_fcgi_env_scrub(void)
 {
-    char name[ENV_NAME_MAX];
-    int removed = 0;
-    bool again = true;
-
-    /* unsetenv reshuffles environ, so restart the scan after each removal. */
-    while (again) {
-        again = false;
-        for (char **e = environ; e && *e; e++) {
-            char *eq = strchr(*e, '=');
-            size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
-            if (!scrubbed_name(*e))
-                continue;
-            if (eq)
-                explicit_bzero(eq + 1, strlen(eq + 1));
-            if (n >= sizeof name) {
-                /* Too long to name for unsetenv: the value is wiped; blank the name as well. */
-                memset(*e, '_', n);
-                (*e)[0] = 'X';
-                continue;
-            }
-            memcpy(name, *e, n);
-            name[n] = '\0';
-            unsetenv(name);
-            removed++;
-            again = true;
-            break;
-        }
-    }
-    return removed;
+    static const char *const prefixes[] = {"ANTHROPIC_", "RUNCELL_"};
+    return rc_env_scrub_prefixes(prefixes, sizeof prefixes / sizeof prefixes[0]);
 }
 
 /* ---- help --------------------------------------------------------------------------------- */

@@ -188,7 +188,7 @@ static void append_raw(char *out, size_t outsz, size_t *pos, const char *s)
     }
 }
 
-static void format_timestamp(char *ts, size_t tssz)
+void rc_log_timestamp(char *ts, size_t tssz)
 {
     struct timespec now;
     struct tm tm;
@@ -208,7 +208,7 @@ int rc_log_format(char *out, size_t outsz, int level, const char *msg)
         return -RC_EINVAL;
     if (level < RC_LOG_DEBUG || level > RC_LOG_ERROR)
         level = RC_LOG_ERROR;
-    format_timestamp(ts, sizeof ts);
+    rc_log_timestamp(ts, sizeof ts);
     snprintf(head, sizeof head, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"", ts,
              names[level]);
     append_raw(out, outsz, &pos, head);

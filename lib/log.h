@@ -40,6 +40,10 @@ void rc_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 #define rc_log_warn(...)  rc_log(RC_LOG_WARN, __VA_ARGS__)
 #define rc_log_error(...) rc_log(RC_LOG_ERROR, __VA_ARGS__)
 
+/* RFC 3339 UTC timestamp with milliseconds ("2026-11-23T17:42:12.123Z"), as in log lines; for
+ * audit records and other JSON lines that sit beside them. */
+void rc_log_timestamp(char *out, size_t outsz);
+
 /* Redact s in place (same rules as the log lines); the result is never longer than s.
  * Exposed so error messages and audit lines can use the same pass. */
 void rc_redact(char *s);

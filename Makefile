@@ -20,7 +20,7 @@ SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 FUZZ_CC ?= clang
 FUZZ_SAN = address,undefined
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,$(FUZZ_SAN) -fno-sanitize-recover=all \
-             -D_GNU_SOURCE -Ilib -Iemulator -Irunner -Ioci -Ibroker -Ifcgi -pthread
+             -D_GNU_SOURCE -Ilib -Iemulator -Irunner -Ioci -Ibroker -Ifcgi -Ilauncher -pthread
 FUZZ_SECONDS ?= 60
 
 # Binaries: name -> the file holding its main(); everything else under these directories goes
@@ -30,10 +30,13 @@ MAIN_runcell-emulator := emulator/main.c
 MAIN_runcell-runner := runner/main.c
 MAIN_runcell-oci := oci/cli.c
 MAIN_runcell-fcgi := fcgi/main.c
-ALL_BIN_NAMES := runcell-webhook runcell-emulator runcell-runner runcell-oci runcell-fcgi
+MAIN_runcell-launcher := launcher/main.c
+MAIN_runcell := launcher/admin.c
+ALL_BIN_NAMES := runcell-webhook runcell-emulator runcell-runner runcell-oci runcell-fcgi \
+                 runcell-launcher runcell
 BINS := $(foreach b,$(ALL_BIN_NAMES),$(if $(wildcard $(MAIN_$(b))),$(b)))
 MAIN_SRCS := $(foreach b,$(ALL_BIN_NAMES),$(MAIN_$(b)))
-MODULE_DIRS := lib emulator runner oci broker fcgi
+MODULE_DIRS := lib emulator runner oci broker fcgi launcher
 LIB_SRCS := $(filter-out $(MAIN_SRCS),$(wildcard $(MODULE_DIRS:%=%/*.c)))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIBRC := $(BUILD)/libruncell.a
@@ -93,7 +96,7 @@ $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIBRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/obj/tests/%.o: BASE_CFLAGS += -Itests/unit -Iemulator -Irunner -Ioci -Ibroker -Ifcgi
+$(BUILD)/obj/tests/%.o: BASE_CFLAGS += -Itests/unit -Iemulator -Irunner -Ioci -Ibroker -Ifcgi -Ilauncher
 
 test: deps
 	@$(MAKE) --no-print-directory all

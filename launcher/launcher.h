@@ -1,0 +1,176 @@
+/* launcher.h - runcell-launcher: the root daemon that turns claimed work items into containers,
+ * and the per-session shim it forks (issue 7, docs/LAUNCHER.md).
+ *
+ * One header for the module because its parts share one configuration and one on-disk layout:
+ *   config.c     configuration from the environment (and an optional env file), --help text
+ *   state.c      the per-session files (lock, pid/state file, root-only work file holding the
+ *                session token), the netns bind mounts, and the idempotent session cleanup
+ *   daemon.c     the hand-off server: SO_PEERCRED, capacity and reservations, shim spawning,
+ *                shim liveness through pidfds
+ *   shim.c       one process per session: secret -> token, netns, broker, bundle, runc, wait,
+ *                force-stop unless the lease was lost, teardown, one summary line
+ *   reconcile.c  adopt live shims at start; clean up and stop the items of dead ones
+ *
+ * Layout (RUNCELL_RUN_DIR = R, RUNCELL_STATE_DIR = S):
+ *   R/launcher.sock               hand-off socket (SOCK_SEQPACKET)
+ *   R/sessions/<sid>/lock         flock held by the session's shim for its whole life
+ *   R/sessions/<sid>/state.json   pid, ids, start time, phase (no secret; world-readable)
+ *   R/sessions/<sid>/api/api.sock the broker's API channel (bind-mounted read-only)
+ *   R/netns/<sid>                 the session's network namespace (nsfs bind mount)
+ *   S/sessions/<sid>/work         environment id, work id, session token (0600, dir 0700)
+ *   S/sessions/<sid>/api-audit.jsonl, egress-audit.jsonl   the broker's audit lines
+ *   S/bundles, S/workspaces, S/runc, S/snapshots           the OCI module's (oci/bundle.h) */
+#ifndef RUNCELL_LAUNCHER_H
+#define RUNCELL_LAUNCHER_H
+
+#include "err.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define RC_LAUNCHER_DEFAULT_STATE_DIR "/var/lib/runcell"
+#define RC_LAUNCHER_DEFAULT_RUN_DIR   "/run/runcell"
+#define RC_LAUNCHER_DEFAULT_CAPACITY  16
+#define RC_LAUNCHER_DEFAULT_WALL_S    (4 * 3600)
+#define RC_LAUNCHER_PROXY_PORT        3128
+#define RC_LAUNCHER_PATH_MAX          512
+#define RC_LAUNCHER_MAX_CONNS         64
+#define RC_LAUNCHER_MAX_SESSIONS      4096
+#define RC_LAUNCHER_SESSION_ID_MAX    128
+
+/* Exit statuses of the daemon and of a shim. */
+enum { RC_LAUNCHER_EXIT_OK = 0, RC_LAUNCHER_EXIT_FAIL = 1, RC_LAUNCHER_EXIT_USAGE = 2 };
+
+typedef struct rc_launcher_config {
+    const char *state_dir;                  /* RUNCELL_STATE_DIR */
+    const char *run_dir;                    /* RUNCELL_RUN_DIR */
+    char socket_path[RC_LAUNCHER_PATH_MAX]; /* RUNCELL_LAUNCHER_SOCKET, default R/launcher.sock */
+    uid_t fcgi_uid;                         /* RUNCELL_FCGI_UID; (uid_t)-1: only root may connect */
+    long capacity;                          /* RUNCELL_CAPACITY */
+    const char *snapshot;       /* RUNCELL_SNAPSHOT: digest or tarball path (imported at start) */
+    const char *policy_file;    /* RUNCELL_POLICY_FILE; NULL: "deny-all" */
+    const char *tools_manifest; /* RUNCELL_TOOLS_MANIFEST: path INSIDE the container */
+    const char *base_url;       /* ANTHROPIC_BASE_URL: where the broker forwards, force-stops go */
+    bool allow_plain_http;      /* RUNCELL_ALLOW_PLAIN_HTTP=1: http:// to a non-loopback host */
+    const char *ca_file;        /* RUNCELL_CA_FILE: extra CA bundle for the API and the proxy */
+    const char *hosts_file;     /* RUNCELL_BROKER_HOSTS_FILE: test-only name map for the proxy */
+    const char *runc_path;      /* RUNCELL_RUNC; NULL: runc on PATH */
+    int64_t wall_limit_s;       /* RUNCELL_SESSION_WALL_LIMIT_S */
+    int64_t grace_ms;           /* RUNCELL_STOP_GRACE_MS: SIGTERM -> SIGKILL */
+    int64_t lock_wait_ms;       /* RUNCELL_SESSION_LOCK_WAIT_MS: wait for a previous shim */
+    int64_t memory_limit;       /* RUNCELL_MEMORY (bytes, K/M/G); 0: the OCI default */
+    int64_t pids_limit;         /* RUNCELL_PIDS; 0: default */
+    int64_t cpus;               /* RUNCELL_CPUS; 0: default (one CPU) */
+    int64_t max_idle_ms;        /* RUNCELL_MAX_IDLE_MS passed to the runner; -1: runner default */
+    uint32_t map_host;          /* RUNCELL_UID_BASE: host uid/gid of container id 0 */
+    bool purge_workspace;       /* RUNCELL_PURGE_WORKSPACE=1: drop the workspace at session end */
+    const char *runner_log_level; /* RUNCELL_RUNNER_LOG_LEVEL */
+} rc_launcher_config;
+
+/* ---- config.c ---------------------------------------------------------------------------- */
+
+/* Apply env_file (KEY=VALUE lines, '#' comments; variables already set win) when non-NULL, then
+ * read the configuration from the environment. Strings point into the environment. */
+int rc_launcher_config_load(const char *env_file, rc_launcher_config *ret, rc_error *err);
+const char *rc_launcher_help(void);
+
+/* ---- state.c ----------------------------------------------------------------------------- */
+
+enum rc_launcher_path {
+    RC_LP_RUN_SESSION,  /* R/sessions/<sid> */
+    RC_LP_LOCK,         /* R/sessions/<sid>/lock */
+    RC_LP_STATE,        /* R/sessions/<sid>/state.json */
+    RC_LP_API_DIR,      /* R/sessions/<sid>/api */
+    RC_LP_API_SOCKET,   /* R/sessions/<sid>/api/api.sock */
+    RC_LP_NETNS,        /* R/netns/<sid> */
+    RC_LP_SECRET_DIR,   /* S/sessions/<sid> */
+    RC_LP_WORK,         /* S/sessions/<sid>/work */
+    RC_LP_API_AUDIT,    /* S/sessions/<sid>/api-audit.jsonl */
+    RC_LP_EGRESS_AUDIT, /* S/sessions/<sid>/egress-audit.jsonl */
+};
+
+int rc_launcher_path(const rc_launcher_config *c, const char *sid, int which, char *buf,
+                     size_t bufsz, rc_error *err);
+
+/* Create the run and state directories (and make R/netns a shared mount point, as `ip netns`
+ * does with /run/netns, so unmounting a namespace file propagates). Idempotent. */
+int rc_launcher_state_init(const rc_launcher_config *c, rc_error *err);
+
+/* Create R/sessions/<sid> (0711) and lock it: *ret_fd holds an exclusive flock on the lock file.
+ * Waits up to wait_ms for another holder (a previous shim of the same session). -RC_ETIMEOUT. */
+int rc_launcher_session_lock(const rc_launcher_config *c, const char *sid, int64_t wait_ms,
+                             int *ret_fd, rc_error *err);
+/* 1 when a live process holds the session's lock, 0 when not (or no lock file). */
+int rc_launcher_session_locked(const rc_launcher_config *c, const char *sid, rc_error *err);
+
+typedef struct rc_launcher_session_info {
+    char session_id[RC_LAUNCHER_SESSION_ID_MAX + 1];
+    char work_id[RC_LAUNCHER_SESSION_ID_MAX + 1];
+    char environment_id[RC_LAUNCHER_SESSION_ID_MAX + 1];
+    pid_t pid;
+    int64_t started_at;
+    char phase[32];
+} rc_launcher_session_info;
+
+int rc_launcher_info_write(const rc_launcher_config *c, const rc_launcher_session_info *info,
+                           rc_error *err);
+int rc_launcher_info_read(const rc_launcher_config *c, const char *sid,
+                          rc_launcher_session_info *ret, rc_error *err);
+
+/* The root-only work file: what a later process needs to stop the item. token is wiped by the
+ * caller; *ret_token from read is freed with rc_worksecret_free. */
+int rc_launcher_work_write(const rc_launcher_config *c, const char *sid, const char *env_id,
+                           const char *work_id, const char *token, rc_error *err);
+int rc_launcher_work_read(const rc_launcher_config *c, const char *sid, char *ret_env,
+                          char *ret_work, size_t idsz, char **ret_token, rc_error *err);
+
+/* Network namespace: a new one with `lo` up, bind-mounted at path; and its removal. */
+int rc_launcher_netns_create(const char *path, rc_error *err);
+int rc_launcher_netns_remove(const char *path, rc_error *err);
+
+/* Force-stop a work item with the session token (409 counts as success). */
+int rc_launcher_force_stop(const rc_launcher_config *c, const char *env_id, const char *work_id,
+                           const char *token, rc_error *err);
+
+/* Idempotent cleanup of everything a session leaves on the host: the runc container (killed and
+ * deleted), the bundle (workspace kept unless purge), the netns mount, the API socket dir, the
+ * run dir (lock file included) and the secret dir. Steps that fail are logged; the first error
+ * is returned. keep_lock leaves the run dir and its lock file (a shim clearing leftovers of a
+ * previous run before it starts). Call only while holding the session's lock (or knowing no shim
+ * lives). */
+int rc_launcher_session_cleanup(const rc_launcher_config *c, const char *sid, bool purge,
+                                bool keep_lock, rc_error *err);
+
+/* Session ids with a run dir, a secret dir or a bundle (deduplicated). *ret freed with free()
+ * (one allocation). */
+int rc_launcher_session_ids(const rc_launcher_config *c,
+                            char (**ret)[RC_LAUNCHER_SESSION_ID_MAX + 1], size_t *ret_n,
+                            rc_error *err);
+
+/* ---- shim.c ------------------------------------------------------------------------------ */
+
+/* The shim's body: reads one hand-off launch message from item_fd, serves the session, tears
+ * down. Returns the process exit status. */
+int rc_launcher_shim_main(const rc_launcher_config *c, const char *snapshot_digest, int item_fd);
+
+/* ---- reconcile.c ------------------------------------------------------------------------- */
+
+/* For one session with no live shim: force-stop its item with the kept token (when there is one)
+ * and clean up. Returns 1 when something was cleaned, 0 when a live shim holds the session. */
+int rc_launcher_reconcile_session(const rc_launcher_config *c, const char *sid, rc_error *err);
+
+/* Called for each live shim found (pid from its state file). */
+typedef void (*rc_launcher_adopt_fn)(const char *sid, pid_t pid, void *userdata);
+/* Every session: adopt the live ones, reconcile the dead ones. Returns the number cleaned. */
+int rc_launcher_reconcile_all(const rc_launcher_config *c, rc_launcher_adopt_fn adopt,
+                              void *userdata, rc_error *err);
+
+/* ---- daemon.c ---------------------------------------------------------------------------- */
+
+/* Run the daemon until SIGTERM/SIGINT. self_exe: the binary to re-exec as a shim. */
+int rc_launcher_daemon_run(const rc_launcher_config *c, const char *snapshot_digest,
+                           const char *self_exe, rc_error *err);
+
+#endif

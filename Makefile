@@ -152,7 +152,8 @@ install: $(BIN_PATHS)
 	$(if $(BIN_PATHS),install -m 0755 $(BIN_PATHS) $(DESTDIR)$(BINDIR)/)
 
 demo: deps
-	@scripts/demo.sh
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) scripts/demo.sh
 
 clean:
 	rm -rf build

@@ -399,6 +399,12 @@ static void build_env(jb *b, cJSON *proc, const rc_oci_config *c)
     env_add(b, env, "https_proxy", c->https_proxy);
     env_add(b, env, "NO_PROXY", c->no_proxy);
     env_add(b, env, "no_proxy", c->no_proxy);
+    /* Tools that read only ALL_PROXY (some curl builds, git's libcurl, pip) or need to be told to
+     * honour the variables at all (Node's built-in fetch) use the same proxy (issue 6). */
+    env_add(b, env, "ALL_PROXY", c->https_proxy ? c->https_proxy : c->http_proxy);
+    env_add(b, env, "all_proxy", c->https_proxy ? c->https_proxy : c->http_proxy);
+    if (c->https_proxy || c->http_proxy)
+        env_add(b, env, "NODE_USE_ENV_PROXY", "1");
     for (const char *const *e = c->extra_env; e && *e; e++)
         jb_str(b, env, NULL, *e);
 }

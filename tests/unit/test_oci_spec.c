@@ -398,6 +398,9 @@ TEST(option_runner_inputs_and_api_dir)
     CHECK(env_has(s, "HTTP_PROXY=http://proxy:3128"));
     CHECK(env_has(s, "http_proxy=http://proxy:3128"));
     CHECK(env_has(s, "NO_PROXY=localhost"));
+    CHECK(env_has(s, "ALL_PROXY=http://proxy:3128"));
+    CHECK(env_has(s, "all_proxy=http://proxy:3128"));
+    CHECK(env_has(s, "NODE_USE_ENV_PROXY=1"));
     CHECK(env_has(s, "TZ=UTC"));
     CHECK(env_has(s, "RUNCELL_TOOL_UID=2000"));
     CHECK(env_has(s, "RUNCELL_TOOL_GID=2001"));

@@ -43,7 +43,7 @@ static enum rc_fcgi_item_kind classify_session(const cJSON *work, const cJSON *d
     const cJSON *secret = cJSON_GetObjectItemCaseSensitive(work, "secret");
 
     it->session_id = string_member(data, "id");
-    if (!rc_fcgi_id_valid(it->session_id, "sesn_")) {
+    if (!rc_id_valid(it->session_id, "sesn_")) {
         *why = "malformed session id (data.id)";
         return RC_FCGI_ITEM_MALFORMED;
     }
@@ -76,7 +76,7 @@ enum rc_fcgi_item_kind rc_fcgi_item_classify(const cJSON *work, const char *env_
     data = cJSON_GetObjectItemCaseSensitive(work, "data");
     if (cJSON_IsObject(data))
         it.data_type = string_member(data, "type");
-    if (!rc_fcgi_id_valid(it.work_id, "work_")) {
+    if (!rc_id_valid(it.work_id, "work_")) {
         why = "malformed work id";
         kind = RC_FCGI_ITEM_UNUSABLE;
     } else if (!it.environment_id || !env_id || strcmp(it.environment_id, env_id) != 0) {

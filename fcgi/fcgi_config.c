@@ -26,26 +26,6 @@ static const char *env_get(const char *const *envp, const char *name)
     return NULL;
 }
 
-bool rc_fcgi_id_valid(const char *id, const char *prefix)
-{
-    size_t plen, len;
-
-    if (!id || !prefix)
-        return false;
-    plen = strlen(prefix);
-    if (strncmp(id, prefix, plen) != 0)
-        return false;
-    len = strnlen(id, RC_FCGI_ID_MAX + 1);
-    if (len == plen || len > RC_FCGI_ID_MAX)
-        return false;
-    for (const char *p = id + plen; *p; p++) {
-        char c = *p;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
-            return false;
-    }
-    return true;
-}
-
 static int dup_into(char **dst, const char *v, rc_error *err)
 {
     if (!v) {
@@ -120,7 +100,7 @@ static int read_identity(const char *const *envp, rc_fcgi_config *c, rc_error *e
 
     if (!env)
         return rc_error_set(err, RC_EINVAL, "ANTHROPIC_ENVIRONMENT_ID is not set");
-    if (!rc_fcgi_id_valid(env, "env_"))
+    if (!rc_id_valid(env, "env_"))
         return rc_error_set(err, RC_EINVAL,
                             "ANTHROPIC_ENVIRONMENT_ID is not a valid id (env_ followed by "
                             "letters and digits)");

@@ -8,6 +8,7 @@
 #define RUNCELL_FCGI_CONFIG_H
 
 #include "err.h"
+#include "ids.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -60,10 +61,8 @@ int rc_fcgi_config_load(const char *const *envp, const char *socket_arg, rc_fcgi
 /* Wipe the credentials and free everything; leaves *c zeroed. */
 void rc_fcgi_config_clear(rc_fcgi_config *c);
 
-/* Strict id check of protocol 1.1.1: prefix, then 1.. characters of [A-Za-z0-9], at most
- * RC_FCGI_ID_MAX characters in all. */
-#define RC_FCGI_ID_MAX 128
-bool rc_fcgi_id_valid(const char *id, const char *prefix);
+/* Ids are checked with rc_id_valid (lib/ids.h); this is its length cap. */
+#define RC_FCGI_ID_MAX RC_ID_MAX
 
 /* Remove every ANTHROPIC_* and RUNCELL_* variable from the process environment (values wiped
  * first), so nothing started later could inherit a credential. Returns how many were removed. */

@@ -102,9 +102,8 @@ static bool secret_chars_ok(const char *s)
 
 static int item_check(const rc_handoff_item *item, rc_error *err)
 {
-    if (!item || !rc_fcgi_id_valid(item->work_id, "work_") ||
-        !rc_fcgi_id_valid(item->session_id, "sesn_") ||
-        !rc_fcgi_id_valid(item->environment_id, "env_"))
+    if (!item || !rc_id_valid(item->work_id, "work_") || !rc_id_valid(item->session_id, "sesn_") ||
+        !rc_id_valid(item->environment_id, "env_"))
         return rc_error_set(err, RC_EINVAL,
                             "launch item: malformed work, session or environment id");
     if (item->secret && !secret_chars_ok(item->secret))

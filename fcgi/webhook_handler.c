@@ -187,7 +187,7 @@ static void read_envelope(char *const *envp, const void *body, size_t len, rc_fc
         return;
     }
     sid = cJSON_GetObjectItemCaseSensitive(data, "id");
-    if (cJSON_IsString(sid) && rc_fcgi_id_valid(sid->valuestring, "sesn_"))
+    if (cJSON_IsString(sid) && rc_id_valid(sid->valuestring, "sesn_"))
         snprintf(v->session_id, sizeof v->session_id, "%s", sid->valuestring);
     id = cJSON_GetObjectItemCaseSensitive(root, "id");
     v->envelope_id_differs = !cJSON_IsString(id) || strcmp(id->valuestring, wid) != 0;

@@ -27,23 +27,6 @@ static const char *env_get(const char *const *envp, const char *name)
     return NULL;
 }
 
-bool rc_runner_id_valid(const char *id, const char *prefix)
-{
-    size_t plen = strlen(prefix), len;
-
-    if (!id || strncmp(id, prefix, plen) != 0)
-        return false;
-    len = strlen(id);
-    if (len == plen || len > RC_RUNNER_ID_MAX)
-        return false;
-    for (const char *p = id + plen; *p; p++) {
-        char c = *p;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
-            return false;
-    }
-    return true;
-}
-
 static int dup_into(char **dst, const char *v, rc_error *err)
 {
     if (!v) {
@@ -60,7 +43,7 @@ static int read_id(const char *const *envp, const char *name, const char *prefix
     const char *v = env_get(envp, name);
     if (!v)
         return rc_error_set(err, RC_EINVAL, "%s is not set", name);
-    if (!rc_runner_id_valid(v, prefix))
+    if (!rc_id_valid(v, prefix))
         return rc_error_set(err, RC_EINVAL,
                             "%s is not a valid id (%s followed by letters and digits)", name,
                             prefix);

@@ -18,6 +18,7 @@
 #define RUNCELL_RUNNER_CONFIG_H
 
 #include "err.h"
+#include "ids.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -27,7 +28,7 @@
 #define RC_RUNNER_DEFAULT_BASE_URL    "https://api.anthropic.com"
 #define RC_RUNNER_DEFAULT_MAX_IDLE_MS 60000LL
 #define RC_RUNNER_MAX_IDLE_MS_LIMIT   (7LL * 24 * 3600 * 1000) /* a week */
-#define RC_RUNNER_ID_MAX              128                      /* characters of an id */
+#define RC_RUNNER_ID_MAX              RC_ID_MAX                /* characters of an id */
 /* Sent in socket mode: the broker strips every Authorization header and injects the real one. */
 #define RC_RUNNER_PLACEHOLDER_CREDENTIAL "runcell-broker-placeholder"
 
@@ -66,10 +67,6 @@ void rc_runner_config_clear(rc_runner_config *cfg);
 /* Wipe the values of every ANTHROPIC_* variable in the process environment (the strings that
  * /proc/self/environ shows too) and unsetenv them. Returns how many were removed. */
 int rc_runner_env_scrub(void);
-
-/* Strict id check of protocol 1.1.1: prefix followed by 1..RC_RUNNER_ID_MAX-len(prefix)
- * characters of [A-Za-z0-9]. */
-bool rc_runner_id_valid(const char *id, const char *prefix);
 
 /* The text `runcell-runner --help` prints. */
 const char *rc_runner_config_help(void);

@@ -124,17 +124,17 @@ TEST(required_and_refused)
 
 TEST(id_valid)
 {
-    CHECK(rc_fcgi_id_valid("work_abc123", "work_"));
-    CHECK(!rc_fcgi_id_valid("work_", "work_"));
-    CHECK(!rc_fcgi_id_valid("work_a_b", "work_"));
-    CHECK(!rc_fcgi_id_valid(NULL, "work_"));
+    CHECK(rc_id_valid("work_abc123", "work_"));
+    CHECK(!rc_id_valid("work_", "work_"));
+    CHECK(!rc_id_valid("work_a_b", "work_"));
+    CHECK(!rc_id_valid(NULL, "work_"));
     char id[RC_FCGI_ID_MAX + 2] = "sesn_";
     memset(id + 5, 'x', RC_FCGI_ID_MAX - 5);
     id[RC_FCGI_ID_MAX] = '\0';
-    CHECK(rc_fcgi_id_valid(id, "sesn_"));
+    CHECK(rc_id_valid(id, "sesn_"));
     id[RC_FCGI_ID_MAX] = 'x';
     id[RC_FCGI_ID_MAX + 1] = '\0';
-    CHECK(!rc_fcgi_id_valid(id, "sesn_"));
+    CHECK(!rc_id_valid(id, "sesn_"));
 }
 
 TEST(scrub_removes_credentials)

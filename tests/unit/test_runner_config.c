@@ -24,17 +24,17 @@ static int load(rc_runner_config *c, rc_error *err, const char *const *envp)
 
 TEST(id_shapes)
 {
-    CHECK(rc_runner_id_valid("env_abcXYZ019", "env_"));
-    CHECK(!rc_runner_id_valid("env_", "env_"));
-    CHECK(!rc_runner_id_valid("env_a-b", "env_"));
-    CHECK(!rc_runner_id_valid("env_a/../b", "env_"));
-    CHECK(!rc_runner_id_valid("sesn_abc", "env_"));
-    CHECK(!rc_runner_id_valid("work_a b", "work_"));
-    CHECK(!rc_runner_id_valid(NULL, "work_"));
+    CHECK(rc_id_valid("env_abcXYZ019", "env_"));
+    CHECK(!rc_id_valid("env_", "env_"));
+    CHECK(!rc_id_valid("env_a-b", "env_"));
+    CHECK(!rc_id_valid("env_a/../b", "env_"));
+    CHECK(!rc_id_valid("sesn_abc", "env_"));
+    CHECK(!rc_id_valid("work_a b", "work_"));
+    CHECK(!rc_id_valid(NULL, "work_"));
     char longid[200] = "work_";
     memset(longid + 5, 'a', 150);
     longid[155] = '\0';
-    CHECK(!rc_runner_id_valid(longid, "work_"));
+    CHECK(!rc_id_valid(longid, "work_"));
 }
 
 TEST(minimal_host_config_with_secret)

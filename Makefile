@@ -147,9 +147,51 @@ format:
 check-format:
 	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format: ok"
 
+# Deployment files (docs/DEPLOYMENT.md). Units, tmpfiles.d and sysusers.d go where packaged
+# files go, $(PREFIX)/lib/..., which systemd searches for PREFIX=/usr/local and /usr (for another
+# PREFIX set UNITDIR=/etc/systemd/system etc.). The /usr/local/ paths written in the unit files
+# are rewritten to $(PREFIX)/. Files in /etc/runcell are installed only when absent, so a
+# re-install never overwrites the operator's configuration (secret files 0600 root; tmpfiles.d
+# then makes runcell.env 0640 root:runcell-fcgi).
+DATADIR = $(PREFIX)/share/runcell
+DOCDIR ?= $(PREFIX)/share/doc/runcell
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+CONFDIR = /etc/runcell
+UNIT_FILES := $(wildcard systemd/*.service systemd/*.socket)
+SHARE_SCRIPTS := $(wildcard scripts/create-environment.sh scripts/create-agent.sh \
+                   scripts/render-nginx-test-conf.sh)
+EXAMPLE_FILES := $(wildcard examples/runcell.env examples/launcher.env examples/policy.json \
+                   examples/tools-manifest.json)
+# install_conf SRC DEST MODE: install SRC as DEST unless DEST exists.
+install_conf = if [ -e $(DESTDIR)$(2) ]; then echo "kept $(2) (already there)"; \
+               else install -m $(3) $(1) $(DESTDIR)$(2) && echo "installed $(2)"; fi
+
 install: $(BIN_PATHS)
 	install -d $(DESTDIR)$(BINDIR)
 	$(if $(BIN_PATHS),install -m 0755 $(BIN_PATHS) $(DESTDIR)$(BINDIR)/)
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSUSERSDIR)
+	@set -e; for f in $(UNIT_FILES); do \
+		sed 's|/usr/local/|$(PREFIX)/|g' $$f >$(DESTDIR)$(UNITDIR)/$${f##*/}; \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$${f##*/}; echo "installed $(UNITDIR)/$${f##*/}"; done
+	sed 's|/usr/local/|$(PREFIX)/|g' systemd/runcell.conf >$(DESTDIR)$(TMPFILESDIR)/runcell.conf
+	sed 's|/usr/local/|$(PREFIX)/|g' systemd/runcell.sysusers >$(DESTDIR)$(SYSUSERSDIR)/runcell.conf
+	chmod 0644 $(DESTDIR)$(TMPFILESDIR)/runcell.conf $(DESTDIR)$(SYSUSERSDIR)/runcell.conf
+	install -d $(DESTDIR)$(DATADIR)/nginx $(DESTDIR)$(DATADIR)/examples $(DESTDIR)$(DATADIR)/scripts
+	install -m 0644 nginx/runcell.conf nginx/test.conf $(DESTDIR)$(DATADIR)/nginx/
+	install -m 0644 $(EXAMPLE_FILES) $(DESTDIR)$(DATADIR)/examples/
+	install -m 0755 $(SHARE_SCRIPTS) $(DESTDIR)$(DATADIR)/scripts/
+	install -d $(DESTDIR)$(DOCDIR)
+	install -m 0644 $(wildcard docs/*.md) $(DESTDIR)$(DOCDIR)/
+	install -d -m 0755 $(DESTDIR)$(CONFDIR)
+	@$(call install_conf,examples/runcell.env,$(CONFDIR)/runcell.env,0600)
+	@$(call install_conf,examples/launcher.env,$(CONFDIR)/launcher.env,0600)
+	@$(call install_conf,examples/policy.json,$(CONFDIR)/policy.json,0600)
+	@$(call install_conf,examples/tools-manifest.json,$(CONFDIR)/tools.json,0644)
+	@echo "next (as root, see docs/DEPLOYMENT.md): systemd-sysusers; systemd-tmpfiles --create;" \
+	      "edit $(CONFDIR)/*.env; systemctl daemon-reload;" \
+	      "systemctl enable --now runcell-launcher.socket runcell-launcher.service runcell-fcgi.socket"
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -52,7 +52,7 @@ TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
-.PHONY: conformance all test unit asan fuzz fuzz-smoke format check-format clean install deps demo help check-banned
+.PHONY: bench conformance all test unit asan fuzz fuzz-smoke format check-format clean install deps demo help check-banned
 
 all: $(BIN_PATHS) $(TEST_BINS) $(TEST_TOOLS)
 
@@ -62,11 +62,15 @@ help:
 	@echo "make unit       run the whole suite without the dependency step"
 	@echo "make fuzz       build the libFuzzer targets into $(BUILD)/fuzz/"
 	@echo "make check-banned  banned functions and close-on-exec check only"
+	@echo "make bench      benchmarks vs anchors; table in $(BUILD)/bench/results.md"
 	@echo "make conformance  the official SDK worker against the emulator, every scenario"
 	@echo "make asan       build and run the tests under ASan + UBSan (build/asan/)"
 	@echo "make fuzz-smoke run each libFuzzer target for FUZZ_SECONDS (default 60)"
 	@echo "make demo       run the main job on the local emulator"
 	@echo "make format | check-format | clean | install (PREFIX, DESTDIR)"
+
+bench: all
+	@BUILD=$(BUILD) bench/run.sh
 
 conformance: all
 	@BUILD=$(BUILD) tests/conformance/run.sh

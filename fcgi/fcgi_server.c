@@ -7,6 +7,7 @@
  * nginx must not keep FastCGI connections open (fastcgi_keep_conn off, the default): every
  * request is finished and its connection closed before the worker waits again. */
 #include "fcgi_server.h"
+#include "sdlisten.h"
 
 #include "cleanup.h"
 #include "log.h"
@@ -44,60 +45,15 @@ static int set_nonblock_cloexec(int fd, rc_error *err)
     return 0;
 }
 
-static int check_listening_stream(int fd, rc_error *err)
-{
-    int type = 0, listening = 0;
-    socklen_t n = sizeof type, m = sizeof listening;
-
-    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &n) < 0)
-        return rc_error_sys(err, RC_EINVAL, "socket activation: fd %d is not a socket", fd);
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &m) < 0 || type != SOCK_STREAM ||
-        !listening)
-        return rc_error_set(err, RC_EINVAL,
-                            "socket activation: fd %d is not a listening stream socket", fd);
-    return 0;
-}
-
-/* LISTEN_PID is this process and LISTEN_FDS a count; -1 when activation does not apply. */
-static long activated_fd_count(rc_error *err)
-{
-    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
-    char *end = NULL;
-    long p, n;
-
-    if (!pid || !fds)
-        return -1;
-    errno = 0;
-    p = strtol(pid, &end, 10);
-    if (errno || end == pid || *end || p != (long)getpid())
-        return -1;
-    errno = 0;
-    n = strtol(fds, &end, 10);
-    if (errno || end == fds || *end || n < 0)
-        return rc_error_set(err, RC_EINVAL, "socket activation: LISTEN_FDS is not a count");
-    return n;
-}
-
 int rc_fcgi_listen_activated(int *ret_fd, rc_error *err)
 {
-    long n = activated_fd_count(err);
-    int r;
+    int fd = -1, r = rc_sd_listen_fd(SOCK_STREAM, &fd, err);
 
-    unsetenv("LISTEN_PID");
-    unsetenv("LISTEN_FDS");
-    unsetenv("LISTEN_FDNAMES");
-    if (n < -1)
-        return (int)n;
-    if (n == -1 || n == 0)
-        return 0;
-    if (n != 1)
-        return rc_error_set(err, RC_EINVAL,
-                            "socket activation passed %ld sockets; runcell-fcgi takes exactly one",
-                            n);
-    if ((r = check_listening_stream(RC_FCGI_SD_LISTEN_FD, err)) < 0 ||
-        (r = set_nonblock_cloexec(RC_FCGI_SD_LISTEN_FD, err)) < 0)
+    if (r <= 0)
         return r;
-    *ret_fd = RC_FCGI_SD_LISTEN_FD;
+    if ((r = set_nonblock_cloexec(fd, err)) < 0)
+        return r;
+    *ret_fd = fd;
     return 1;
 }
 

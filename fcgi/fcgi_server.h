@@ -17,8 +17,6 @@
 #include <signal.h>
 #include <stdbool.h>
 
-#define RC_FCGI_SD_LISTEN_FD 3 /* SD_LISTEN_FDS_START */
-
 /* Take the socket passed by socket activation. Returns 1 with *ret_fd set when LISTEN_PID is this
  * process and LISTEN_FDS is 1, 0 when there is no activation, < 0 when the passed fds are unusable
  * (not exactly one, not a listening stream socket). Always unsets LISTEN_PID, LISTEN_FDS and

@@ -12,6 +12,7 @@
  * Only root and RUNCELL_FCGI_UID may connect (SO_PEERCRED on every accept). The launch answer is
  * immediate: the slow part (bundle, runc) happens in the shim. */
 #include "launcher.h"
+#include "sdlisten.h"
 
 #include "../fcgi/handoff.h"
 #include "cleanup.h"
@@ -53,6 +54,7 @@ typedef struct daemon_state {
     const char *digest;
     const char *self_exe;
     int listen_fd;
+    bool socket_activated; /* listen_fd came from systemd: leave its path alone on exit */
     int sig_fd;
     conn conns[RC_LAUNCHER_MAX_CONNS];
     size_t n_conns;
@@ -345,12 +347,23 @@ static void accept_one(daemon_state *d)
 
 /* ---- setup and loop ------------------------------------------------------------------------ */
 
-static int listen_socket(const rc_launcher_config *c, int *ret_fd, rc_error *err)
+/* The socket systemd passed (runcell-launcher.socket sets its owner and mode), else our own. */
+static int listen_socket(const rc_launcher_config *c, int *ret_fd, bool *ret_activated,
+                         rc_error *err)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    _cleanup_close_ int fd = -1;
     struct stat st;
+    int r = rc_sd_listen_fd(SOCK_SEQPACKET, &fd, err);
 
+    if (r < 0)
+        return r;
+    *ret_activated = r == 1;
+    if (r == 1) {
+        *ret_fd = take_fd(fd);
+        return 0;
+    }
+    fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return rc_error_sys(err, RC_EIO, "socket");
     memcpy(sa.sun_path, c->socket_path, strlen(c->socket_path) + 1);
@@ -442,10 +455,10 @@ int rc_launcher_daemon_run(const rc_launcher_config *c, const char *snapshot_dig
         goto out;
     if (r > 0)
         rc_log_info("reconcile: cleaned %d abandoned session%s", r, r == 1 ? "" : "s");
-    if ((r = listen_socket(c, &d.listen_fd, err)) < 0)
+    if ((r = listen_socket(c, &d.listen_fd, &d.socket_activated, err)) < 0)
         goto out;
-    rc_log_info("listening on %s (capacity %ld, %zu live shims adopted)", c->socket_path,
-                c->capacity, d.n_shims);
+    rc_log_info("listening on %s%s (capacity %ld, %zu live shims adopted)", c->socket_path,
+                d.socket_activated ? " (from systemd)" : "", c->capacity, d.n_shims);
     while (!d.stop && (r = loop_once(&d, err)) == 0)
         ;
 out:
@@ -456,7 +469,8 @@ out:
     free(d.shims);
     if (d.listen_fd >= 0) {
         close(d.listen_fd);
-        unlink(c->socket_path);
+        if (!d.socket_activated) /* an activated socket stays, so a restart loses no delivery */
+            unlink(c->socket_path);
     }
     if (d.sig_fd >= 0)
         close(d.sig_fd);

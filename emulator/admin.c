@@ -97,19 +97,6 @@ int rc_emadmin_verdict(rc_em_ctx *c)
     return rc_emsrv_json(c, 200, v);
 }
 
-static const char *cred_name(int kind)
-{
-    switch (kind) {
-    case RC_EM_CRED_API_KEY:
-        return "api_key";
-    case RC_EM_CRED_ENV_KEY:
-        return "environment_key";
-    case RC_EM_CRED_TOKEN:
-        return "session_token";
-    }
-    return "none";
-}
-
 static cJSON *reqlog_json(const rc_em_reqlog *l)
 {
     cJSON *o = cJSON_CreateObject();
@@ -124,7 +111,7 @@ static cJSON *reqlog_json(const rc_em_reqlog *l)
     else
         cJSON_AddNullToObject(o, "query");
     cJSON_AddNumberToObject(o, "status", l->status);
-    cJSON_AddStringToObject(o, "credential", cred_name(l->cred_kind));
+    cJSON_AddStringToObject(o, "credential", rc_emsrv_cred_name(l->cred_kind));
     cJSON_AddItemToObject(o, "headers", h ? h : cJSON_CreateArray());
     cJSON_AddItemToObject(o, "header_values", sv ? sv : cJSON_CreateObject());
     if (l->body)

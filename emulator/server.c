@@ -240,7 +240,7 @@ int rc_emsrv_page_json(rc_em_ctx *c, cJSON *items, char *next)
 
 /* ---- scope checks ---- */
 
-static const char *kind_name(int kind)
+const char *rc_emsrv_cred_name(int kind)
 {
     switch (kind) {
     case RC_EM_CRED_API_KEY:
@@ -262,8 +262,8 @@ int rc_emsrv_scope_env(rc_em_ctx *c, const rc_em_env *env)
         return 0;
     if (c->auth.kind == RC_EM_CRED_TOKEN && cr->work->env == env)
         return 0;
-    rc_emsrv_forbidden(c, "this %s is not valid for environment %s", kind_name(c->auth.kind),
-                       env->id);
+    rc_emsrv_forbidden(c, "this %s is not valid for environment %s",
+                       rc_emsrv_cred_name(c->auth.kind), env->id);
     return -1;
 }
 
@@ -276,7 +276,8 @@ int rc_emsrv_scope_session(rc_em_ctx *c, const rc_em_session *s)
         return 0;
     if (c->auth.kind == RC_EM_CRED_TOKEN && cr->work->session == s)
         return 0;
-    rc_emsrv_forbidden(c, "this %s is not valid for session %s", kind_name(c->auth.kind), s->id);
+    rc_emsrv_forbidden(c, "this %s is not valid for session %s", rc_emsrv_cred_name(c->auth.kind),
+                       s->id);
     return -1;
 }
 
@@ -289,7 +290,8 @@ int rc_emsrv_scope_work(rc_em_ctx *c, const rc_em_work *w)
         return 0;
     if (c->auth.kind == RC_EM_CRED_TOKEN && cr->work == w)
         return 0;
-    rc_emsrv_forbidden(c, "this %s is not valid for work item %s", kind_name(c->auth.kind), w->id);
+    rc_emsrv_forbidden(c, "this %s is not valid for work item %s", rc_emsrv_cred_name(c->auth.kind),
+                       w->id);
     return -1;
 }
 
@@ -726,8 +728,8 @@ static void handle(rc_em_ctx *c)
         return;
     }
     if (!(rt->creds & c->auth.kind)) {
-        rc_emsrv_forbidden(c, "a %s may not call %s %s", kind_name(c->auth.kind), c->method,
-                           rt->pattern);
+        rc_emsrv_forbidden(c, "a %s may not call %s %s", rc_emsrv_cred_name(c->auth.kind),
+                           c->method, rt->pattern);
         return;
     }
     if (parse_body(c) < 0)
@@ -797,7 +799,8 @@ static enum MHD_Result dispatch(rc_em *em, rc_em_req *req)
         ctx_clear(&c);
         return MHD_YES;
     }
-    rc_log_debug("%s %s -> %d (%s)", req->method, req->url, c.resp.status, kind_name(c.auth.kind));
+    rc_log_debug("%s %s -> %d (%s)", req->method, req->url, c.resp.status,
+                 rc_emsrv_cred_name(c.auth.kind));
     ok = send_resp(&c);
     ctx_clear(&c);
     return ok;

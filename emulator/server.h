@@ -67,8 +67,11 @@ typedef int (*rc_em_handler)(rc_em_ctx *c);
 /* Fill an error response (protocol.md 2.6.1); code (details.error_code) may be NULL. Returns 0. */
 int rc_emsrv_error(rc_em_ctx *c, int status, const char *type, const char *code, const char *fmt,
                    ...) __attribute__((format(printf, 5, 6)));
-#define rc_emsrv_bad(c, ...)       rc_emsrv_error((c), 400, "invalid_request_error", NULL, __VA_ARGS__)
-#define rc_emsrv_notfound(c, ...)  rc_emsrv_error((c), 404, "not_found_error", NULL, __VA_ARGS__)
+#define rc_emsrv_bad(c, ...)      rc_emsrv_error((c), 400, "invalid_request_error", NULL, __VA_ARGS__)
+#define rc_emsrv_notfound(c, ...) rc_emsrv_error((c), 404, "not_found_error", NULL, __VA_ARGS__)
+/* "api_key", "environment_key", "session_token" or "none" (request log, error messages). */
+const char *rc_emsrv_cred_name(int kind);
+
 #define rc_emsrv_forbidden(c, ...) rc_emsrv_error((c), 403, "permission_error", NULL, __VA_ARGS__)
 /* A JSON response; body is consumed. Returns 0 (500 on ENOMEM). */
 int rc_emsrv_json(rc_em_ctx *c, int status, cJSON *body);

@@ -10,6 +10,7 @@
 #include "cleanup.h"
 #include "http.h"
 #include "log.h"
+#include "sync.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -254,17 +255,7 @@ static void heartbeat_free(rc_heartbeat *hb)
 
 static int init_first_sync(rc_heartbeat *hb)
 {
-    pthread_condattr_t ca;
-    int r = pthread_condattr_init(&ca);
-    if (r != 0)
-        return r;
-    r = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (r == 0)
-        r = pthread_cond_init(&hb->first_cond, &ca);
-    pthread_condattr_destroy(&ca);
-    if (r == 0 && (r = pthread_mutex_init(&hb->first_lock, NULL)) != 0)
-        pthread_cond_destroy(&hb->first_cond);
-    return r;
+    return rc_sync_init_monotonic(&hb->first_lock, &hb->first_cond);
 }
 
 int rc_heartbeat_start(const rc_heartbeat_config *cfg, rc_heartbeat **ret, rc_error *err)

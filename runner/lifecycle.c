@@ -23,6 +23,7 @@
 #include "log.h"
 #include "session.h"
 #include "stream.h"
+#include "sync.h"
 #include "tools.h"
 
 #include <errno.h>
@@ -441,19 +442,8 @@ static void force_stop(runner *rn)
 
 static int runner_init(runner *rn, const rc_runner_config *cfg)
 {
-    pthread_condattr_t ca;
-    int r;
-
     *rn = (runner){.cfg = cfg};
-    if ((r = pthread_condattr_init(&ca)) != 0)
-        return r;
-    r = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (r == 0)
-        r = pthread_cond_init(&rn->done_cond, &ca);
-    pthread_condattr_destroy(&ca);
-    if (r == 0 && (r = pthread_mutex_init(&rn->lock, NULL)) != 0)
-        pthread_cond_destroy(&rn->done_cond);
-    return r;
+    return rc_sync_init_monotonic(&rn->lock, &rn->done_cond);
 }
 
 static void runner_finish(runner *rn)

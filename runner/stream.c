@@ -11,6 +11,7 @@
 #include "json.h"
 #include "log.h"
 #include "sse.h"
+#include "sync.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -274,18 +275,7 @@ static void stream_free_fields(rc_stream *s)
 
 static int init_sync(rc_stream *s)
 {
-    pthread_condattr_t ca;
-    int r;
-
-    if ((r = pthread_condattr_init(&ca)) != 0)
-        return r;
-    r = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (r == 0)
-        r = pthread_cond_init(&s->cond, &ca);
-    pthread_condattr_destroy(&ca);
-    if (r == 0 && (r = pthread_mutex_init(&s->lock, NULL)) != 0)
-        pthread_cond_destroy(&s->cond);
-    return r;
+    return rc_sync_init_monotonic(&s->lock, &s->cond);
 }
 
 int rc_stream_start(const rc_stream_config *cfg, rc_stream **ret, rc_error *err)

@@ -199,6 +199,11 @@ struct rc_session {
     struct idle_clock idle;
     _Atomic int64_t send_window_ms;
     int fatal; /* a positive RC_E* once an internal failure poisoned the run */
+    /* After a failed history read: when to list again (0 = not due) and the back-off used. A live
+     * stream may stay quiet for ever while a call listed only in history waits (the agent waits
+     * for its result), so the runner does not count on a reconnect to fill the gap. */
+    int64_t relist_at_ms;
+    int64_t relist_backoff_ms;
 };
 
 static int64_t now_ms(rc_session *s)
@@ -744,9 +749,20 @@ static int on_history_page(const cJSON *data, void *ud, rc_error *err)
     return 0;
 }
 
+/* Re-list back-off after a failed history read: the stream reconnect's schedule (13.4). */
+#define RELIST_FIRST_MS 500
+#define RELIST_MAX_MS   10000
+
 static void reconcile_list_failed(rc_session *s, struct pass *p, const rc_error *e)
 {
-    rc_log_warn("reconcile list failed; continuing with the live stream: %s", e->msg);
+    s->relist_backoff_ms =
+        s->relist_backoff_ms
+            ? (s->relist_backoff_ms * 2 > RELIST_MAX_MS ? RELIST_MAX_MS : s->relist_backoff_ms * 2)
+            : RELIST_FIRST_MS;
+    s->relist_at_ms = now_ms(s) + s->relist_backoff_ms;
+    rc_log_warn("reconcile list failed; continuing with the live stream, listing again in %lld ms: "
+                "%s",
+                (long long)s->relist_backoff_ms, e->msg);
     for (size_t i = 0; i < p->npending; i++)
         idmap_del(&s->seen, ev_str(p->pending[i], "id"));
     s->idle.may_be_stale = true; /* noteHistoryRead(false) */
@@ -799,6 +815,7 @@ int rc_session_reconcile(rc_session *s, rc_error *err)
         return 0;
     }
     s->idle.may_be_stale = false; /* noteHistoryRead(true) */
+    s->relist_at_ms = s->relist_backoff_ms = 0;
     release_terminated_holds(s);
     idle_disarm(s); /* before routing: a stale countdown must not fire over a running tool */
     for (size_t i = 0; i < p.npending; i++) {
@@ -881,12 +898,35 @@ const char *rc_session_end_name(int end)
     }
 }
 
-/* The loop's deadline for rc_stream_next: the idle expiry, converted from io's clock to the
- * monotonic clock the stream waits on (they are the same clock in production). */
+bool rc_session_relist_due(rc_session *s, int64_t *ret_at_ms)
+{
+    if (!s->relist_at_ms)
+        return false;
+    if (ret_at_ms)
+        *ret_at_ms = s->relist_at_ms;
+    return true;
+}
+
+int rc_session_tick(rc_session *s, rc_error *err)
+{
+    if (!s->relist_at_ms || now_ms(s) < s->relist_at_ms)
+        return 0;
+    s->relist_at_ms = 0;
+    return rc_session_reconcile(s, err);
+}
+
+/* The loop's deadline for rc_stream_next: the earlier of the idle expiry and a due re-list,
+ * converted from io's clock to the monotonic clock the stream waits on (they are the same clock
+ * in production). */
 static int64_t wait_deadline(rc_session *s)
 {
-    int64_t d;
-    if (!rc_session_idle_deadline(s, &d))
+    int64_t d, relist;
+    bool have = rc_session_idle_deadline(s, &d);
+    if (rc_session_relist_due(s, &relist) && (!have || relist < d)) {
+        d = relist;
+        have = true;
+    }
+    if (!have)
         return 0;
     d = rc_http_now_mono_ms() + (d - now_ms(s));
     return d > 0 ? d : 1;
@@ -924,6 +964,8 @@ int rc_session_serve(rc_session *s, rc_stream *stream, rc_error *err)
         if (r < 0)
             return RC_SESSION_END_CANCELLED;
         if (r == 0) {
+            if ((r = rc_session_tick(s, err)) < 0)
+                return r == -RC_ECANCELED ? RC_SESSION_END_CANCELLED : r;
             if (rc_session_idle_deadline(s, &idle_at) && now_ms(s) >= idle_at) {
                 rc_log_info("session idle after its turn ended; stopping (max idle %lld ms)",
                             s->idle.max_idle_ms);

@@ -100,6 +100,13 @@ int rc_session_on_event(rc_session *s, const cJSON *ev, rc_error *err);
 
 /* The idle clock (12.2): true with the expiry time (io->now_ms clock) when armed. */
 bool rc_session_idle_deadline(rc_session *s, int64_t *ret_deadline_ms);
+/* After a failed history read (13.3 step 3) the runner lists again on the reconnect back-off
+ * (0.5 s doubling to 10 s) even while the stream stays open and quiet: a call that only history
+ * shows would otherwise wait for ever. relist_due gives the time the next list is due (false when
+ * none is); tick runs it once due (0 when nothing was due or the pass succeeded or failed again;
+ * negative as rc_session_reconcile). */
+bool rc_session_relist_due(rc_session *s, int64_t *ret_at_ms);
+int rc_session_tick(rc_session *s, rc_error *err);
 
 /* 7.5: the send-retry window follows the lease TTL. Any thread. */
 void rc_session_set_send_window(rc_session *s, int64_t ms);

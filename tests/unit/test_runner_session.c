@@ -343,6 +343,58 @@ TEST(list_failure_unmarks_seen_so_the_stream_can_route)
     fake_free(&f);
 }
 
+/* A failed history read is retried on the reconnect back-off even when the stream stays quiet:
+ * the call listed only in history runs once the list succeeds, and never twice. */
+TEST(list_failure_is_retried_without_a_reconnect)
+{
+    fake f;
+    int64_t at, first;
+    fake_init(&f, 60000);
+    REQUIRE(f.s);
+    history(&f, "[" USE("a", "bash") "]");
+    f.list_fail = RC_ESTATUS;
+    CHECK_INT(rc_session_reconcile(f.s, NULL), 0);
+    REQUIRE(rc_session_relist_due(f.s, &at));
+    CHECK_INT(at - f.now, 500);
+    CHECK_INT(rc_session_tick(f.s, NULL), 0); /* not due yet: no list */
+    CHECK_INT(f.list_calls, 1);
+    f.now = at;
+    CHECK_INT(rc_session_tick(f.s, NULL), 0); /* due: lists, fails again, backs off (1 s) */
+    CHECK_INT(f.list_calls, 2);
+    REQUIRE(rc_session_relist_due(f.s, &first));
+    CHECK_INT(first - f.now, 1000);
+    CHECK_INT(f.nran, 0);
+    f.list_fail = 0;
+    f.now = first;
+    CHECK_INT(rc_session_tick(f.s, NULL), 0);
+    CHECK_INT(f.list_calls, 3);
+    CHECK_INT(f.nran, 1);
+    CHECK(!rc_session_relist_due(f.s, NULL));
+    CHECK_INT(rc_session_tick(f.s, NULL), 0);
+    CHECK_INT(f.list_calls, 3);
+    CHECK_INT(live(&f, USE("a", "bash")), 0); /* the live copy is deduplicated */
+    CHECK_INT(f.nran, 1);
+    fake_free(&f);
+}
+
+TEST(relist_back_off_is_capped_at_ten_seconds)
+{
+    fake f;
+    int64_t at = 0;
+    fake_init(&f, 60000);
+    REQUIRE(f.s);
+    f.list_fail = RC_EHTTP;
+    CHECK_INT(rc_session_reconcile(f.s, NULL), 0);
+    for (int i = 0; i < 8; i++) {
+        REQUIRE(rc_session_relist_due(f.s, &at));
+        f.now = at;
+        CHECK_INT(rc_session_tick(f.s, NULL), 0);
+    }
+    REQUIRE(rc_session_relist_due(f.s, &at));
+    CHECK_INT(at - f.now, 10000);
+    fake_free(&f);
+}
+
 TEST(live_calls_are_deduplicated_by_event_id)
 {
     fake f;

@@ -239,6 +239,7 @@ typedef struct rc_em {
 
     rc_em_faults faults;
     uint64_t rng;
+    struct rc_em_skills *skills; /* skills.c; NULL until the first skill is created */
 
     rc_em_reqlog *reqlog; /* ring of RC_EM_REQLOG_MAX */
     uint64_t reqlog_seq;
@@ -290,6 +291,9 @@ bool rc_emutil_const_eq(const char *a, const char *b);
 int rc_emutil_check_metadata(const cJSON *m, bool patch, rc_error *err);
 /* Apply a merge patch of string values / nulls to dst (an object). */
 void rc_emutil_merge_metadata(cJSON *dst, const cJSON *patch);
+
+/* ---- skills.c ---- */
+void rc_emskills_free(rc_em *em);
 
 /* ---- store.c ---- */
 int rc_emstore_init(rc_em *em, rc_error *err);

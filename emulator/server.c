@@ -78,12 +78,17 @@ static const route routes[] = {
     {"GET", "/v1/sessions/*/events", ANY_CRED, ROUTE_BETA, rc_emroute_events_list},
     {"POST", "/v1/sessions/*/events", ANY_CRED, ROUTE_BETA, rc_emroute_events_send},
     {"GET", "/v1/sessions/*/events/stream", ANY_CRED, ROUTE_BETA, rc_emroute_events_stream},
-    /* Skills and memory stores are not emulated; no beta header on skills (22.4). */
+    /* Skills (skills.c): any credential, no beta header (15.2, 22.4). Memory stores are not
+     * emulated yet. */
+    {"GET", "/v1/skills/*/versions", ANY_CRED, 0, rc_emroute_skill_versions_list},
+    {"GET", "/v1/skills/*/versions/*", ANY_CRED, 0, rc_emroute_skill_version_get},
+    {"GET", "/v1/skills/*/versions/*/content", ANY_CRED, 0, rc_emroute_skill_content},
     {"GET", "/v1/skills/**", ANY_CRED, 0, rc_emroute_not_supported},
     {"GET", "/v1/memory_stores/**", API | RC_EM_CRED_TOKEN, 0, rc_emroute_not_supported},
     {"POST", "/v1/memory_stores/**", API | RC_EM_CRED_TOKEN, 0, rc_emroute_not_supported},
     {"DELETE", "/v1/memory_stores/**", API | RC_EM_CRED_TOKEN, 0, rc_emroute_not_supported},
     {"POST", "/_emulator/v1/scenarios", API, ROUTE_ADMIN, rc_emadmin_scenario_put},
+    {"POST", "/_emulator/v1/skills", API, ROUTE_ADMIN, rc_emadmin_skill_create},
     {"POST", "/_emulator/v1/environments/*/keys", API, ROUTE_ADMIN, rc_emadmin_key_mint},
     {"POST", "/_emulator/v1/keys/revoke", API, ROUTE_ADMIN, rc_emadmin_key_revoke},
     {"GET", "/_emulator/v1/sessions/*/verdict", API, ROUTE_ADMIN, rc_emadmin_verdict},

@@ -165,7 +165,7 @@ SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 CONFDIR = /etc/runcell
 UNIT_FILES := $(wildcard systemd/*.service systemd/*.socket)
 SHARE_SCRIPTS := $(wildcard scripts/create-environment.sh scripts/create-agent.sh \
-                   scripts/render-nginx-test-conf.sh)
+                   scripts/render-nginx-test-conf.sh scripts/test-e2e.sh)
 EXAMPLE_FILES := $(wildcard examples/runcell.env examples/launcher.env examples/policy.json \
                    examples/tools-manifest.json)
 # install_conf SRC DEST MODE: install SRC as DEST unless DEST exists.

@@ -58,7 +58,7 @@ check nginx_test_template_installed cmp -s nginx/test.conf "$P/share/runcell/ngi
 for f in runcell.env launcher.env policy.json tools-manifest.json; do
     check "example_$f" bash -c "cmp -s 'examples/$f' '$P/share/runcell/examples/$f' && [ \$(stat -c %a '$P/share/runcell/examples/$f') = 644 ]"
 done
-for s in create-environment.sh create-agent.sh render-nginx-test-conf.sh; do
+for s in create-environment.sh create-agent.sh render-nginx-test-conf.sh test-e2e.sh; do
     check "script_$s" test "$(mode "$P/share/runcell/scripts/$s")" = 755
 done
 check docs_installed test -f "$P/share/doc/runcell/DEPLOYMENT.md"

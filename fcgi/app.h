@@ -25,6 +25,9 @@ typedef struct rc_fcgi_app {
     atomic_bool stopping;
     int wake_fd;   /* eventfd, readable once stopping is set */
     int listen_fd; /* the FastCGI listening socket (non-blocking) */
+    /* Set when a drain ended with work possibly left queued (launcher full, cap, deadline,
+     * failure), cleared when one found the queue empty; read by the re-drain thread. */
+    atomic_bool redrain_wanted;
 } rc_fcgi_app;
 
 typedef struct rc_fcgi_worker {
@@ -42,6 +45,13 @@ void rc_fcgi_worker_clear(rc_fcgi_worker *w);
 
 /* claim.c: run one drain for a verified delivery with the production ops (API + launcher). */
 void rc_fcgi_claim_drain(rc_fcgi_worker *w, const char *webhook_id, rc_fcgi_drain_summary *ret);
+
+/* redrain.c: record how a drain ended (sets or clears app->redrain_wanted). */
+void rc_fcgi_redrain_note(rc_fcgi_app *app, enum rc_fcgi_drain_end end);
+
+/* redrain.c: the background re-drain thread's body (arg: the rc_fcgi_app); returns at shutdown.
+ * Started by rc_fcgi_server_run when cfg->redrain_ms > 0. */
+void *rc_fcgi_redrain_main(void *arg);
 
 /* claim.c: ask the launcher for its status (for /metrics); 0 and *ret filled, or < 0. */
 int rc_fcgi_launcher_status(const rc_fcgi_config *cfg, long timeout_ms, rc_handoff_answer *ret,

@@ -260,10 +260,12 @@ void rc_fcgi_claim_drain(rc_fcgi_worker *w, const char *webhook_id, rc_fcgi_drai
     if (rc_fcgi_worker_api(w, &c.api, &err) < 0) {
         rc_log_error("API client: %s", err.msg);
         *ret = (rc_fcgi_drain_summary){.end = RC_FCGI_DRAIN_POLL_ERROR};
+        rc_fcgi_redrain_note(w->app, ret->end);
         return;
     }
     rc_fcgi_drain_run(&claim_ops, &c, &p, ret);
     launcher_close(&c);
+    rc_fcgi_redrain_note(w->app, ret->end);
 }
 
 int rc_fcgi_launcher_status(const rc_fcgi_config *cfg, long timeout_ms, rc_handoff_answer *ret,

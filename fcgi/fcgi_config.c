@@ -185,7 +185,7 @@ static int read_sockets(const char *const *envp, const char *socket_arg, rc_fcgi
 
 static int read_tuning(const char *const *envp, rc_fcgi_config *c, rc_error *err)
 {
-    long long threads, cap, reclaim, deadline, api_to, launcher_to, entries, ttl;
+    long long threads, cap, reclaim, deadline, api_to, launcher_to, entries, ttl, redrain;
     int r;
 
     if ((r = read_ll(envp, "RUNCELL_FCGI_THREADS", 1, 256, RC_FCGI_DEFAULT_THREADS, &threads,
@@ -203,7 +203,9 @@ static int read_tuning(const char *const *envp, rc_fcgi_config *c, rc_error *err
         (r = read_ll(envp, "RUNCELL_DEDUPE_ENTRIES", 16, 1000000, RC_FCGI_DEFAULT_DEDUPE_ENTRIES,
                      &entries, err)) < 0 ||
         (r = read_ll(envp, "RUNCELL_DEDUPE_TTL_SECONDS", 1, 7 * 86400, RC_FCGI_DEFAULT_DEDUPE_TTL_S,
-                     &ttl, err)) < 0)
+                     &ttl, err)) < 0 ||
+        (r = read_ll(envp, "RUNCELL_REDRAIN_INTERVAL_MS", 0, 600000, RC_FCGI_DEFAULT_REDRAIN_MS,
+                     &redrain, err)) < 0)
         return r;
     c->threads = (int)threads;
     c->drain_cap = (int)cap;
@@ -213,6 +215,7 @@ static int read_tuning(const char *const *envp, rc_fcgi_config *c, rc_error *err
     c->launcher_timeout_ms = (long)launcher_to;
     c->dedupe_entries = (size_t)entries;
     c->dedupe_ttl_s = (long)ttl;
+    c->redrain_ms = (long)redrain;
     return 0;
 }
 
@@ -306,6 +309,9 @@ const char *rc_fcgi_config_help(void)
            "  RUNCELL_LAUNCHER_TIMEOUT_MS     launcher round-trip timeout (default 5000)\n"
            "  RUNCELL_DEDUPE_ENTRIES          webhook ids remembered (default 4096)\n"
            "  RUNCELL_DEDUPE_TTL_SECONDS      how long a handled id is remembered (default 3600)\n"
+           "  RUNCELL_REDRAIN_INTERVAL_MS     background re-drain while work may be queued\n"
+           "                                  (launcher full, cap, deadline, failure; default\n"
+           "                                  1000; 0 = off)\n"
            "  RUNCELL_WORKER_ID               Anthropic-Worker-ID sent on polls (default none)\n"
            "  RUNCELL_LOG_LEVEL               debug|info|warn|error (default info)\n"
            "\n"

@@ -271,9 +271,25 @@ static void wait_for_stop_signal(void)
     }
 }
 
+/* The background re-drain (redrain.c), wanted from the start so that a restarted process claims
+ * what was queued while it was down. false when disabled or it could not start. */
+static bool start_redrain(rc_fcgi_app *app, pthread_t *ret_tid)
+{
+    if (app->cfg->redrain_ms <= 0)
+        return false;
+    atomic_store(&app->redrain_wanted, true);
+    if (pthread_create(ret_tid, NULL, rc_fcgi_redrain_main, app) != 0) {
+        rc_log_error("could not start the re-drain thread; queued work waits for webhooks");
+        return false;
+    }
+    return true;
+}
+
 int rc_fcgi_server_run(rc_fcgi_app *app, rc_error *err)
 {
     int n = app->cfg->threads, started = 0;
+    pthread_t redrain_tid;
+    bool redrain;
     _cleanup_free_ pthread_t *tids = calloc((size_t)n, sizeof *tids);
     _cleanup_free_ rc_fcgi_worker *workers = calloc((size_t)n, sizeof *workers);
 
@@ -289,12 +305,15 @@ int rc_fcgi_server_run(rc_fcgi_app *app, rc_error *err)
     }
     if (started == 0)
         return rc_error_set(err, RC_EIO, "no worker thread could start");
+    redrain = start_redrain(app, &redrain_tid);
     rc_log_info("serving FastCGI with %d workers, webhook path %s", started,
                 app->cfg->webhook_path);
     wait_for_stop_signal();
     begin_shutdown(app);
     for (int i = 0; i < started; i++)
         pthread_join(tids[i], NULL);
+    if (redrain)
+        pthread_join(redrain_tid, NULL);
     rc_log_info("all workers finished; exiting");
     return 0;
 }

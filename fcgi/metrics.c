@@ -206,7 +206,10 @@ int rc_fcgi_metrics_render(rc_fcgi_metrics *m, const rc_handoff_answer *launcher
         (r = render_handoffs(m, out, err)) < 0 || (r = render_items(m, out, err)) < 0 ||
         (r = render_stops(m, out, err)) < 0 ||
         (r = counter(out, err, "runcell_fcgi_requests_total", "FastCGI requests, any route.",
-                     get(&m->requests))) < 0)
+                     get(&m->requests))) < 0 ||
+        (r = counter(out, err, "runcell_fcgi_redrains_total",
+                     "Background re-drains (no webhook) that reached the launcher.",
+                     get(&m->redrains))) < 0)
         return r;
     if ((r = rc_buf_appendf(out, err,
                             "# HELP runcell_fcgi_webhooks_in_flight Webhook requests being "

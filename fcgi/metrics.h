@@ -41,6 +41,7 @@ typedef struct rc_fcgi_metrics {
     atomic_uint_fast64_t stop_ok, stop_failed;
     atomic_uint_fast64_t not_session, malformed, unusable;
     atomic_uint_fast64_t requests; /* every FastCGI request, any route */
+    atomic_uint_fast64_t redrains; /* background re-drains run (redrain.c) */
     atomic_int in_flight;          /* webhook requests being handled now */
 } rc_fcgi_metrics;
 

@@ -343,22 +343,24 @@ static int exit_code(const shim *s)
     return -1;
 }
 
-/* 14.4: no force-stop when the lease was lost (the runner exits 3 then) or when the runner ended
- * normally (exit 0: it force-stopped the item itself, after which the token is no longer valid);
- * in every other case, a failed start included, the item is stopped so it is never left claimed. */
+/* 14.4: no force-stop when the lease was lost (the runner exits 3 then); in every other case, a
+ * failed start included, the item is stopped so it is never left claimed. A runner that exits 0
+ * (also after our SIGTERM: runcell stop, wall limit) has normally force-stopped the item itself
+ * (14.5), after which its token is refused: that 401 means "released_by_runner". The stop is
+ * still sent, because exit 0 does not prove the runner's own stop got through (a runner whose
+ * stop request was cancelled by its shutdown exits 0 too). SIGKILL reports 137. */
 static const char *force_stop(shim *s)
 {
     rc_error e = {0};
     int r;
-    /* Exit 0 also after our SIGTERM (runcell stop, wall limit): the runner's own shutdown
-     * stopped the item (14.5). A runner killed by SIGKILL reports 137 and is stopped here. */
+
     if (exit_code(s) == 3)
         return "skipped_lease_lost";
-    if (exit_code(s) == 0)
-        return "released_by_runner";
     if (!s->token)
         return "no_token";
     r = rc_launcher_force_stop(s->cfg, s->info.environment_id, s->info.work_id, s->token, &e);
+    if (r == -RC_EAUTH && exit_code(s) == 0)
+        return "released_by_runner";
     if (r == -RC_EAUTH) {
         rc_log_warn("force-stop: %s", e.msg);
         return "token_refused";
@@ -414,9 +416,13 @@ static void teardown(shim *s, const char *error)
     const char *stop;
 
     if (s->lock_fd < 0) {
-        /* Never got the session: another shim owns it. Stop only our item. */
+        /* Never got the session (another shim owns it, or its run dir could not be made): stop
+         * only our item; still one summary line, like every other end. */
         stop = force_stop(s);
         rc_log_error("session not started: %s; work item %s", error ? error : "?", stop);
+        rc_log_info("session ended: end=not_started exit=-1 duration_ms=%lld work_item=%s "
+                    "api_requests=0 api_forbidden=0 output_bytes_dropped=0 error=%s",
+                    (long long)(now_ms() - s->t0_ms), stop, error ? error : "?");
         return;
     }
     if (s->ct) {

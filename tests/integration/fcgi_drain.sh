@@ -6,7 +6,8 @@
 # refused and dropped hand-offs end with the item stopped; launcher down -> 503, nothing
 # claimed, and the retry of the same id is drained; a healthcheck item is acked and stopped
 # while one delivery drains several sessions; an item without a secret ends stopped; the
-# per-delivery cap; 503 in_flight while the same id is still being handled.
+# per-delivery cap, and the background re-drain claiming what it left; 503 in_flight while the
+# same id is still being handled.
 # (Deliveries made by the emulator itself are in fcgi_activation.sh.)
 . "$(dirname "$0")/fcgi_lib.sh"
 
@@ -121,6 +122,25 @@ check cap_leaves_rest_queued test "$(queue_stats)" = "1 0"
 hook capped
 expect next_delivery_takes_rest 200 '"\(.status) \(.claimed)"' "drained 1"
 check cap_all_claimed test "$(queue_stats)" = "0 0"
+
+# ---- the re-drain (RUNCELL_REDRAIN_INTERVAL_MS): what a capped delivery left queued is claimed
+# with no further delivery. The first round at start finds the queue empty (the counter counts
+# rounds that polled), only then are the sessions created. ---------------------------------------
+fcgi_stop capped_instance
+fcgi_start RUNCELL_DRAIN_MAX_ITEMS=2 RUNCELL_REDRAIN_INTERVAL_MS=200
+redrains() { metrics >/dev/null && metric runcell_fcgi_redrains_total; }
+round_done() { [ "$(redrains)" = 1 ]; }
+queue_empty() { [ "$(queue_stats)" = "0 0" ]; }
+wait_for 10 round_done || t_fail redrain_start_round "no re-drain round at start"
+for i in 1 2 3; do mk_session SID "$AGENT" "$ENV"; done
+hook redrain
+expect redrain_delivery_capped 200 '"\(.status) \(.claimed)"' "limit_reached 2"
+wait_for 10 queue_empty
+check redrain_claims_the_rest test "$(queue_stats)" = "0 0"
+check redrain_counted test "$(redrains)" -ge 2
+check redrain_logged grep -q 're-drain: drained, claimed 1, handed off 1' "$F_LOG"
+fcgi_stop redrain_instance
+fcgi_start
 
 # ---- 503 while the same id is in flight (a slow API makes the first drain take seconds) ------
 faults '{"latency_ms":1000}'

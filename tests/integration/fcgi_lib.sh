@@ -162,7 +162,8 @@ fcgi_env_export() {
     local kv
     export ANTHROPIC_BASE_URL="$B" ANTHROPIC_ENVIRONMENT_ID="$ENV" \
         ANTHROPIC_ENVIRONMENT_KEY="$ENV_KEY" ANTHROPIC_WEBHOOK_SIGNING_KEY="$WH_KEY" \
-        RUNCELL_LAUNCHER_SOCKET="$L_SOCK" RUNCELL_FCGI_THREADS=4 RUNCELL_LOG_LEVEL=debug
+        RUNCELL_LAUNCHER_SOCKET="$L_SOCK" RUNCELL_FCGI_THREADS=4 RUNCELL_LOG_LEVEL=debug \
+        RUNCELL_REDRAIN_INTERVAL_MS=0 # claims only on deliveries: each test counts them
     for kv in "$@"; do export "${kv?}"; done
 }
 

@@ -30,7 +30,7 @@ run_one() {
     fi
     local states
     states=$(session_work_states "$sid")
-    if [ -n "$states" ] && [ -z "$(echo "$states" | tr ' ' '\n' | grep -v '^stopped:')" ]; then
+    if [ -n "$states" ] && ! echo "$states" | tr ' ' '\n' | grep -qv '^stopped:'; then
         t_ok "$name.items_stopped"
     else
         t_fail "$name.items_stopped" "work items: $states"

@@ -277,7 +277,44 @@ lt_leftovers() {
     what+=$(find "$LT_RUN/netns" -mindepth 1 2>/dev/null | sed 's/^/netns:/' | tr '\n' ' ')
     what+=$(find "$LT_RUN/sessions" "$LT_STATE/bundles" -mindepth 1 -maxdepth 1 2>/dev/null | sed 's/^/dir:/' | tr '\n' ' ')
     what+=$(find "$LT_STATE/sessions" -name work 2>/dev/null | sed 's/^/work:/' | tr '\n' ' ')
+    what+=$(lt_cgroups | sed 's/^/cgroup:/' | tr '\n' ' ')
     echo "$what"
+}
+
+# Cgroups left for this test's sessions (their ids are the kept dirs under $LT_STATE/sessions):
+# /sys/fs/cgroup/*/runcell/<sid> (v1 controllers) and /sys/fs/cgroup/runcell/<sid> (v2).
+lt_cgroups() {
+    local d sid
+    for d in "$LT_STATE"/sessions/sesn_*; do
+        [ -d "$d" ] || continue
+        sid=${d##*/}
+        find /sys/fs/cgroup -maxdepth 4 -type d -name "$sid" 2>/dev/null
+    done
+}
+
+# wait_item SECONDS WORK_ID STATE: until the work item is in STATE (re-read each time: note that
+# `wait_for N test "$(work_state ...)" = x` would read the state once, before waiting).
+wait_item() {
+    local end=$((SECONDS + $1))
+    until [ "$(work_state "$ENV" "$2")" = "$3" ]; do
+        [ $SECONDS -ge $end ] && return 1
+        sleep 0.2
+    done
+}
+# wait_session_items SECONDS SID STATES: until session_work_states SID prints STATES.
+wait_session_items() {
+    local end=$((SECONDS + $1))
+    until [ "$(session_work_states "$2")" = "$3" ]; do
+        [ $SECONDS -ge $end ] && return 1
+        sleep 0.2
+    done
+}
+
+# Work items of $ENV that are claimed (neither queued nor stopped): "work_id:state ...".
+claimed_items() {
+    api GET "/v1/environments/$ENV/work?limit=100"
+    jq -r '[.data[] | select(.state != "queued" and .state != "stopped") | "\(.id):\(.state)"] |
+        join(" ")' "$EM_DIR/body"
 }
 
 # wait_clean SECONDS: until nothing is left (or the time is up); prints the leftovers.

@@ -1347,7 +1347,9 @@ static bool relay_complete(const relay *rl)
 }
 
 /* Called by curl at least once a second: abort on stop or when the runner hung up. A runner
- * that closes after reading a complete answer has not hung up on it. */
+ * that closes after reading a complete answer has not hung up on it. Only a full close counts:
+ * on a unix socket that is POLLHUP, while a runner that half-closes after its request
+ * (shutdown(SHUT_WR), POLLRDHUP alone) still wants the answer. */
 static int on_upstream_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut,
                                 curl_off_t un)
 {
@@ -1358,7 +1360,7 @@ static int on_upstream_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off
     if (relay_complete(rl))
         return 0;
     struct pollfd p = {.fd = rl->c->fd, .events = POLLRDHUP};
-    if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+    if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR))) {
         rl->client_gone = true;
         return 1;
     }

@@ -16,10 +16,14 @@
 #define ENV_FILE_MAX (64 * 1024)
 
 static const char help_text[] =
-    "usage: runcell-launcher [--env-file FILE]\n"
+    "usage: runcell-launcher [--env-file FILE] [--check-config]\n"
     "\n"
     "The root daemon that starts one container per claimed work item (docs/LAUNCHER.md). It\n"
     "holds no API key: each session's shim decodes that item's secret into its session token.\n"
+    "\n"
+    "--check-config validates the configuration and every egress policy (RUNCELL_POLICY_FILE,\n"
+    "each file of RUNCELL_POLICY_DIR) and exits 0, or 2 with the file and JSON path at fault.\n"
+    "The daemon runs the same check at start and refuses to start on an error.\n"
     "\n"
     "Configuration (environment, or KEY=VALUE lines of --env-file; the environment wins):\n"
     "  RUNCELL_STATE_DIR             state dir: bundles, workspaces, snapshots, per-session\n"
@@ -32,7 +36,11 @@ static const char help_text[] =
     "  RUNCELL_CAPACITY              maximum concurrent sessions (default 16)\n"
     "  RUNCELL_SNAPSHOT              required: snapshot digest (sha256:...) already in the store,\n"
     "                                or a tarball path imported at start\n"
-    "  RUNCELL_POLICY_FILE           egress policy (NetworkPolicy JSON); unset: \"deny-all\"\n"
+    "  RUNCELL_POLICY_FILE           default egress policy (NetworkPolicy JSON); unset:\n"
+    "                                \"deny-all\"\n"
+    "  RUNCELL_POLICY_DIR            per-session and per-agent policies: <name>.json chosen by\n"
+    "                                session metadata runcell_policy, agents/<agent_id>.json\n"
+    "                                (precedence: session, agent, default; docs/BROKER.md)\n"
     "  RUNCELL_TOOLS_MANIFEST        custom tools manifest, path inside the container\n"
     "  ANTHROPIC_BASE_URL            API base URL the broker forwards to and force-stops go to\n"
     "                                (default https://api.anthropic.com)\n"
@@ -222,6 +230,7 @@ int rc_launcher_config_load(const char *env_file, rc_launcher_config *ret, rc_er
     c.run_dir = env_str("RUNCELL_RUN_DIR") ?: RC_LAUNCHER_DEFAULT_RUN_DIR;
     c.snapshot = env_str("RUNCELL_SNAPSHOT");
     c.policy_file = env_str("RUNCELL_POLICY_FILE");
+    c.policy_dir = env_str("RUNCELL_POLICY_DIR");
     c.tools_manifest = env_str("RUNCELL_TOOLS_MANIFEST");
     c.base_url = env_str("ANTHROPIC_BASE_URL") ?: "https://api.anthropic.com";
     c.allow_plain_http = env_flag("RUNCELL_ALLOW_PLAIN_HTTP");
@@ -233,6 +242,7 @@ int rc_launcher_config_load(const char *env_file, rc_launcher_config *ret, rc_er
     if ((r = check_abs("RUNCELL_STATE_DIR", c.state_dir, err)) < 0 ||
         (r = check_abs("RUNCELL_RUN_DIR", c.run_dir, err)) < 0 ||
         (r = check_abs("RUNCELL_POLICY_FILE", c.policy_file, err)) < 0 ||
+        (r = check_abs("RUNCELL_POLICY_DIR", c.policy_dir, err)) < 0 ||
         (r = check_abs("RUNCELL_TOOLS_MANIFEST", c.tools_manifest, err)) < 0)
         return r;
     sock = env_str("RUNCELL_LAUNCHER_SOCKET");

@@ -51,6 +51,7 @@ typedef struct rc_launcher_config {
     long capacity;                          /* RUNCELL_CAPACITY */
     const char *snapshot;       /* RUNCELL_SNAPSHOT: digest or tarball path (imported at start) */
     const char *policy_file;    /* RUNCELL_POLICY_FILE; NULL: "deny-all" */
+    const char *policy_dir;     /* RUNCELL_POLICY_DIR: named and per-agent policies; NULL: none */
     const char *tools_manifest; /* RUNCELL_TOOLS_MANIFEST: path INSIDE the container */
     const char *base_url;       /* ANTHROPIC_BASE_URL: where the broker forwards, force-stops go */
     bool allow_plain_http;      /* RUNCELL_ALLOW_PLAIN_HTTP=1: http:// to a non-loopback host */
@@ -148,6 +149,47 @@ int rc_launcher_session_cleanup(const rc_launcher_config *c, const char *sid, bo
 int rc_launcher_session_ids(const rc_launcher_config *c,
                             char (**ret)[RC_LAUNCHER_SESSION_ID_MAX + 1], size_t *ret_n,
                             rc_error *err);
+
+/* ---- policy_select.c --------------------------------------------------------------------- */
+
+/* Which egress policy a session gets (docs/BROKER.md "Which policy a session gets"), most
+ * specific first: session metadata "runcell_policy" naming RUNCELL_POLICY_DIR/<name>.json, then
+ * RUNCELL_POLICY_DIR/agents/<agent_id>.json, then RUNCELL_POLICY_FILE, then "deny-all". */
+#define RC_LAUNCHER_POLICY_META_KEY "runcell_policy"
+#define RC_LAUNCHER_POLICY_NAME_MAX 64
+
+enum rc_launcher_policy_source {
+    RC_LAUNCHER_POLICY_BUILTIN = 0, /* "deny-all": nothing configured */
+    RC_LAUNCHER_POLICY_DEFAULT,     /* RUNCELL_POLICY_FILE */
+    RC_LAUNCHER_POLICY_AGENT,       /* agents/<agent_id>.json */
+    RC_LAUNCHER_POLICY_SESSION,     /* <name>.json named by the session's metadata */
+};
+
+typedef struct rc_launcher_policy_choice {
+    int source;                                /* enum rc_launcher_policy_source */
+    char path[RC_LAUNCHER_PATH_MAX];           /* empty for the built-in */
+    char name[RC_LAUNCHER_SESSION_ID_MAX + 1]; /* policy name or agent id; empty otherwise */
+} rc_launcher_policy_choice;
+
+struct cJSON;
+struct rc_policy;
+
+/* [A-Za-z0-9][A-Za-z0-9_-]{0,63}. */
+bool rc_launcher_policy_name_valid(const char *name);
+const char *rc_launcher_policy_source_name(int source);
+/* Pure selection from the session object (GET /v1/sessions/{sid}; may be NULL when no policy
+ * dir is configured). A bad name, a named file that is missing or not a regular file, or a bad
+ * agent id is an error, never a fallback. Files are checked to exist, not parsed. */
+int rc_launcher_policy_select(const rc_launcher_config *c, const struct cJSON *session,
+                              rc_launcher_policy_choice *ret, rc_error *err);
+/* Fetch the session with its token (only when a policy dir is configured), select and parse.
+ * ret_choice may be NULL. */
+int rc_launcher_policy_load(const rc_launcher_config *c, const char *sid, const char *token,
+                            struct rc_policy **ret, rc_launcher_policy_choice *ret_choice,
+                            rc_error *err);
+/* Parse RUNCELL_POLICY_FILE and every file of RUNCELL_POLICY_DIR (and its agents/); the first
+ * error names the file and the JSON path. Returns the number of policies checked. */
+int rc_launcher_policy_check_all(const rc_launcher_config *c, rc_error *err);
 
 /* ---- shim.c ------------------------------------------------------------------------------ */
 

@@ -51,6 +51,19 @@ static int resolve_snapshot(const rc_launcher_config *c, char *digest, rc_error 
     return rc_snapshot_import(store, c->snapshot, digest, err);
 }
 
+/* --check-config: the configuration loaded (or we would not be here) and every policy parses. */
+static int check_config(const rc_launcher_config *c)
+{
+    rc_error e = {0};
+    int n = rc_launcher_policy_check_all(c, &e);
+    if (n < 0) {
+        fprintf(stderr, "runcell-launcher: egress policy: %s\n", e.msg);
+        return RC_LAUNCHER_EXIT_USAGE;
+    }
+    printf("configuration ok: %d egress polic%s checked\n", n, n == 1 ? "y" : "ies");
+    return RC_LAUNCHER_EXIT_OK;
+}
+
 static int run_daemon(const rc_launcher_config *c)
 {
     char digest[RC_SNAPSHOT_DIGEST_SIZE], self[PATH_MAX];
@@ -65,6 +78,10 @@ static int run_daemon(const rc_launcher_config *c)
     if (n <= 0)
         return RC_LAUNCHER_EXIT_FAIL;
     self[n] = '\0';
+    if (rc_launcher_policy_check_all(c, &e) < 0) {
+        rc_log_error("egress policy: %s", e.msg);
+        return RC_LAUNCHER_EXIT_USAGE;
+    }
     if (rc_launcher_state_init(c, &e) < 0 || resolve_snapshot(c, digest, &e) < 0) {
         rc_log_error("%s", e.msg);
         return RC_LAUNCHER_EXIT_FAIL;
@@ -79,13 +96,12 @@ static int run_daemon(const rc_launcher_config *c)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"env-file", required_argument, NULL, 'e'},
-                                         {"shim", no_argument, NULL, 's'},
-                                         {"snapshot", required_argument, NULL, 'S'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"env-file", required_argument, NULL, 'e'}, {"shim", no_argument, NULL, 's'},
+        {"check-config", no_argument, NULL, 'c'},   {"snapshot", required_argument, NULL, 'S'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     const char *env_file = NULL, *snapshot = NULL;
-    bool shim = false;
+    bool shim = false, check_only = false;
     rc_launcher_config cfg;
     rc_error e = {0};
     int ch;
@@ -97,6 +113,9 @@ int main(int argc, char **argv)
             break;
         case 's':
             shim = true;
+            break;
+        case 'c':
+            check_only = true;
             break;
         case 'S':
             snapshot = optarg;
@@ -115,6 +134,8 @@ int main(int argc, char **argv)
         rc_log_error("configuration: %s", e.msg);
         return RC_LAUNCHER_EXIT_USAGE;
     }
+    if (check_only)
+        return check_config(&cfg);
     if (shim) {
         if (!snapshot || !looks_like_digest(snapshot))
             return usage_error("--shim needs --snapshot DIGEST");

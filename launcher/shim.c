@@ -171,14 +171,13 @@ static int start_proxy(shim *s, rc_error *err)
 {
     const rc_launcher_config *c = s->cfg;
     char audit[RC_LAUNCHER_PATH_MAX];
+    rc_launcher_policy_choice pol;
     int fd = -1, r;
 
-    if (c->policy_file)
-        r = rc_policy_load(c->policy_file, &s->policy, err);
-    else
-        r = rc_policy_parse("\"deny-all\"", 10, &s->policy, err);
-    if (r < 0)
+    if ((r = rc_launcher_policy_load(c, s->info.session_id, s->token, &s->policy, &pol, err)) < 0)
         return r;
+    rc_log_info("egress policy: %s %s", rc_launcher_policy_source_name(pol.source),
+                pol.path[0] ? pol.path : "deny-all");
     if ((r = rc_launcher_path(c, s->info.session_id, RC_LP_EGRESS_AUDIT, audit, sizeof audit,
                               err)) < 0 ||
         (r = rc_audit_open(audit, s->info.session_id, &s->audit, err)) < 0 ||

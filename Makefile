@@ -28,12 +28,13 @@ FUZZ_SECONDS ?= 60
 MAIN_runcell-webhook := tools/runcell-webhook.c
 MAIN_runcell-emulator := emulator/main.c
 MAIN_runcell-runner := runner/main.c
+MAIN_runcell-tool-executor := runner/executor_main.c
 MAIN_runcell-oci := oci/cli.c
 MAIN_runcell-fcgi := fcgi/main.c
 MAIN_runcell-launcher := launcher/main.c
 MAIN_runcell := launcher/admin.c
-ALL_BIN_NAMES := runcell-webhook runcell-emulator runcell-runner runcell-oci runcell-fcgi \
-                 runcell-launcher runcell
+ALL_BIN_NAMES := runcell-webhook runcell-emulator runcell-runner runcell-tool-executor \
+                 runcell-oci runcell-fcgi runcell-launcher runcell
 BINS := $(foreach b,$(ALL_BIN_NAMES),$(if $(wildcard $(MAIN_$(b))),$(b)))
 MAIN_SRCS := $(foreach b,$(ALL_BIN_NAMES),$(MAIN_$(b)))
 MODULE_DIRS := lib emulator runner oci broker fcgi launcher
@@ -63,7 +64,7 @@ help:
 	@echo "make fuzz       build the libFuzzer targets into $(BUILD)/fuzz/"
 	@echo "make check-banned  banned functions and close-on-exec check only"
 	@echo "make bench      benchmarks vs anchors; table in $(BUILD)/bench/results.md"
-	@echo "make conformance  the official SDK worker against the emulator, every scenario"
+	@echo "make conformance  the official SDK worker against the emulator, every scenario, and runner/SDK parity"
 	@echo "make asan       build and run the tests under ASan + UBSan (build/asan/)"
 	@echo "make fuzz-smoke run each libFuzzer target for FUZZ_SECONDS (default 60)"
 	@echo "make demo       run the main job on the local emulator"
@@ -73,7 +74,7 @@ bench: all
 	@BUILD=$(BUILD) bench/run.sh
 
 conformance: all
-	@BUILD=$(BUILD) tests/conformance/run.sh
+	@BUILD=$(BUILD) tests/conformance/run.sh; s=$$?; BUILD=$(BUILD) tests/conformance/parity.sh || s=1; exit $$s
 
 deps:
 	@scripts/install-deps.sh
@@ -91,6 +92,9 @@ $(LIBRC): $(LIB_OBJS)
 .SECONDEXPANSION:
 $(BIN_PATHS): $(BUILD)/%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(MAIN_$$*)) $(LIBRC)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# The tool executor loads only the libraries it uses (not libcurl's tree): its RSS per session.
+$(BUILD)/runcell-tool-executor: private ALL_LDFLAGS += -Wl,--as-needed
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(HARNESS_OBJ) $(TEST_HELPER_OBJS) $(LIBRC)
 	@mkdir -p $(dir $@)

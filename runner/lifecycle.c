@@ -17,6 +17,7 @@
 
 #include "cleanup.h"
 #include "custom.h"
+#include "executor.h"
 #include "heartbeat.h"
 #include "http.h"
 #include "json.h"
@@ -30,6 +31,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -46,8 +48,13 @@ typedef struct runner {
     rc_lease lease;
     rc_api *call_api; /* session thread only (its cancel token: any thread) */
     rc_http_cancel *call_cancel;
-    rc_toolbox *toolbox;
+    rc_toolbox *toolbox;   /* bash (its shell is a child under the tool user) */
+    rc_executor *executor; /* the file tools, in the tool executor process */
     rc_custom_tools *custom;
+    /* The last call that ran, for its log line: its event id and exit status (-1: none). */
+    char last_call_id[RC_SESSION_ID_MAX + 1];
+    int last_exit_status;
+    int last_signal;
     rc_heartbeat *hb;
 
     pthread_mutex_t lock; /* guards stream and session pointers against the other threads */
@@ -85,6 +92,7 @@ static void request_shutdown(runner *rn, int cause)
     pthread_mutex_unlock(&rn->lock);
     rc_http_cancel_trigger(rn->call_cancel);
     rc_toolbox_cancel(rn->toolbox);
+    rc_executor_cancel(rn->executor);
     if (rn->custom)
         rc_custom_tools_cancel(rn->custom);
 }
@@ -195,26 +203,57 @@ static int io_send(void *ud, const cJSON *event, int64_t deadline, rc_error *err
     return rc_api_request_do(rn->call_api, &req, &res, err);
 }
 
+static void note_call(runner *rn, const cJSON *call)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(call, "id");
+    snprintf(rn->last_call_id, sizeof rn->last_call_id, "%s",
+             cJSON_IsString(id) ? id->valuestring : "");
+    rn->last_exit_status = -1;
+    rn->last_signal = 0;
+}
+
+static int run_custom(runner *rn, const char *name, const cJSON *input, rc_tool_result *ret,
+                      rc_error *err)
+{
+    rc_custom_run_opts opts = {.workdir = rn->cfg->workdir, .uid = -1, .gid = -1};
+    rc_custom_run_info info;
+    int r;
+
+    if (rn->cfg->set_tool_ids) {
+        opts.uid = (int)rn->cfg->tool_uid;
+        opts.gid = (int)rn->cfg->tool_gid;
+    }
+    r = rc_custom_tools_run(rn->custom, name, input, &opts, ret, err);
+    if (r == -RC_ENOTFOUND)
+        return r;
+    rc_custom_tools_last_run(rn->custom, &info);
+    rn->last_exit_status = info.exit_code;
+    rn->last_signal = info.signal;
+    return r;
+}
+
 static int io_run_tool(void *ud, const cJSON *call, rc_tool_result *ret, rc_error *err)
 {
     runner *rn = ud;
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(call, "name");
     const cJSON *input = cJSON_GetObjectItemCaseSensitive(call, "input");
-    rc_custom_run_opts opts = {.workdir = rn->cfg->workdir, .uid = -1, .gid = -1};
+    int r;
 
     if (!cJSON_IsString(name))
         return -RC_ENOTFOUND;
+    note_call(rn, call);
     /* One registry by name, as the SDK's: the built-in names first (a manifest cannot take
-     * them), then the manifest. */
-    if (rc_toolbox_owns(name->valuestring))
-        return rc_toolbox_run(rn->toolbox, name->valuestring, input, ret, err);
+     * them), then the manifest. The file tools run in the executor process. */
+    if (rn->executor && rc_executor_owns(name->valuestring))
+        return rc_executor_run(rn->executor, name->valuestring, input, ret, err);
+    if (rc_toolbox_owns(name->valuestring)) {
+        r = rc_toolbox_run(rn->toolbox, name->valuestring, input, ret, err);
+        rn->last_exit_status = rc_toolbox_last_exit_status(rn->toolbox);
+        return r;
+    }
     if (!rn->custom)
         return -RC_ENOTFOUND;
-    if (rn->cfg->set_tool_ids) {
-        opts.uid = (int)rn->cfg->tool_uid;
-        opts.gid = (int)rn->cfg->tool_gid;
-    }
-    return rc_custom_tools_run(rn->custom, name->valuestring, input, &opts, ret, err);
+    return run_custom(rn, name->valuestring, input, ret, err);
 }
 
 static int io_sleep(void *ud, int64_t ms)
@@ -282,6 +321,14 @@ static void io_on_call(void *ud, const rc_session_call_report *rep)
     cJSON_AddNumberToObject(f, "output_bytes", (double)rep->output_bytes);
     cJSON_AddNumberToObject(f, "send_attempts", rep->attempts);
     cJSON_AddBoolToObject(f, "confirmed", rep->confirmed);
+    /* bash and custom tools: the command's exit status (null when it did not exit by itself:
+     * a file tool, a timeout, a signal, a refused input); a custom tool's fatal signal too. */
+    if (rep->id && strcmp(rep->id, rn->last_call_id) == 0 && rn->last_exit_status >= 0)
+        cJSON_AddNumberToObject(f, "exit_status", rn->last_exit_status);
+    else
+        cJSON_AddNullToObject(f, "exit_status");
+    if (rep->id && strcmp(rep->id, rn->last_call_id) == 0 && rn->last_signal > 0)
+        cJSON_AddNumberToObject(f, "signal", rn->last_signal);
     if (!(fields = cJSON_PrintUnformatted(f)) || strlen(fields) > 2000)
         return;
     rc_redact(fields);
@@ -335,6 +382,9 @@ static int tools_new(runner *rn, rc_error *err)
                     rc_custom_tools_count(rn->custom));
     if ((r = rc_toolbox_new(&tc, &rn->toolbox, err)) < 0)
         return rc_error_wrap(err, -r, "tools");
+    if ((r = rc_executor_start(&(rc_executor_config){.tools = &tc}, &rn->executor, err)) < 0)
+        return rc_error_wrap(err, -r, "tools");
+    rc_log_info("tool executor started (pid %d)", (int)rc_executor_pid(rn->executor));
     return 0;
 }
 
@@ -442,7 +492,7 @@ static void force_stop(runner *rn)
 
 static int runner_init(runner *rn, const rc_runner_config *cfg)
 {
-    *rn = (runner){.cfg = cfg};
+    *rn = (runner){.cfg = cfg, .last_exit_status = -1};
     return rc_sync_init_monotonic(&rn->lock, &rn->done_cond);
 }
 
@@ -457,6 +507,7 @@ static void runner_finish(runner *rn)
         pthread_join(rn->sig_thread, NULL);
     }
     rc_toolbox_free(rn->toolbox); /* kills the shell's process group */
+    rc_executor_free(rn->executor);
     rc_custom_tools_free(rn->custom);
     rc_api_free(rn->call_api);
     pthread_cond_destroy(&rn->done_cond);

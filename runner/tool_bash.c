@@ -308,12 +308,13 @@ static int parse_status(const char *p, const char *end)
     return (int)(*p == '-' ? -v : v);
 }
 
-static int call_result(bash_call *c, rc_tool_result *ret, rc_error *err)
+static int call_result(rc_toolbox *tb, bash_call *c, rc_tool_result *ret, rc_error *err)
 {
     size_t idx = 0;
     (void)sentinel_complete(c, &idx);
     const char *after = c->out.data + idx + c->sentinel_len;
     int status = parse_status(after, c->out.data + c->out.len);
+    tb->last_exit_status = status;
     size_t len = rc_bash_strip_ansi(c->out.data, idx);
     while (len > 0 && c->out.data[len - 1] == '\n')
         len--;
@@ -371,7 +372,7 @@ static int run_command(rc_toolbox *tb, const char *command, const cJSON *in, rc_
         return r;
     }
     if (end == END_DONE)
-        return call_result(&c, ret, err);
+        return call_result(tb, &c, ret, err);
     shell_close(&tb->bash); /* a stale sentinel may still come: never reuse this shell */
     if (end == END_TIMEOUT && timeout <= tb->call_timeout_ms)
         return rc_tools_result_errorf(ret, err, "bash: bash command timed out after %dms", timeout);

@@ -268,6 +268,14 @@ long long rc_tools_file_cap(const rc_toolbox *tb)
     return tb->max_file_bytes;
 }
 
+int rc_toolbox_last_exit_status(rc_toolbox *tb)
+{
+    pthread_mutex_lock(&tb->lock);
+    int status = tb->last_exit_status;
+    pthread_mutex_unlock(&tb->lock);
+    return status;
+}
+
 void rc_toolbox_cancel(rc_toolbox *tb)
 {
     if (!tb)
@@ -414,6 +422,7 @@ int rc_toolbox_new(const rc_toolbox_config *cfg, rc_toolbox **ret, rc_error *err
     if (!tb)
         return rc_error_set(err, RC_ENOMEM, "out of memory");
     tb->cancel_rd = tb->cancel_wr = -1;
+    tb->last_exit_status = -1;
     tb->bash = (rc_bash_shell){.pid = 0, .in_fd = -1, .out_fd = -1, .pidfd = -1};
     pthread_mutex_init(&tb->lock, NULL);
     int fds[2];
@@ -476,6 +485,7 @@ int rc_toolbox_run(rc_toolbox *tb, const char *name, const cJSON *input, rc_tool
             continue;
         rc_tool_result res = {0};
         pthread_mutex_lock(&tb->lock);
+        tb->last_exit_status = -1;
         int r = run_locked(tb, i, input, &res, err);
         pthread_mutex_unlock(&tb->lock);
         if (r < 0) {

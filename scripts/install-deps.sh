@@ -11,7 +11,8 @@ DEB_PACKAGES=(
     build-essential pkg-config clang clang-format libclang-rt-14-dev
     libfcgi-dev libfcgi-bin libcurl4-openssl-dev libcjson-dev libssl-dev libmicrohttpd-dev
     runc nginx curl ca-certificates jq git iproute2 systemd
-    busybox-static bash-static debootstrap zstd xz-utils openssl python3 shellcheck wrk
+    busybox-static bash-static debootstrap zstd xz-utils bzip2 zlib1g-dev openssl python3 shellcheck
+    wrk
 )
 # Node.js runs the npm cross-checks; a machine may already have it from another source.
 command -v node >/dev/null 2>&1 || DEB_PACKAGES+=(nodejs)

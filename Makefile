@@ -63,7 +63,7 @@ help:
 	@echo "make unit       run the whole suite without the dependency step"
 	@echo "make fuzz       build the libFuzzer targets into $(BUILD)/fuzz/"
 	@echo "make check-banned  banned functions and close-on-exec check only"
-	@echo "make bench      benchmarks vs anchors; table in $(BUILD)/bench/results.md"
+	@echo "make bench      benchmarks vs anchors; table in $(BUILD)/bench/results.md and docs/BENCHMARKS.md"
 	@echo "make conformance  the official SDK worker against the emulator, every scenario, and runner/SDK parity"
 	@echo "make asan       build and run the tests under ASan + UBSan (build/asan/)"
 	@echo "make fuzz-smoke run each libFuzzer target for FUZZ_SECONDS (default 60)"

@@ -63,6 +63,7 @@ typedef struct runner {
     _Atomic int64_t ttl_ms;
 
     atomic_bool shutdown;
+    atomic_bool stopping_item;  /* teardown's force-stop is under way: no cancel may abort it */
     _Atomic int shutdown_cause; /* SHUTDOWN_LOCAL or an rc_lease_end */
     _Atomic int64_t shutdown_at_ms;
 
@@ -74,6 +75,16 @@ typedef struct runner {
 
 /* ---- shutdown ----------------------------------------------------------------------------- */
 
+/* Abort the session thread's API call in flight, unless it is teardown's force-stop (which has
+ * its own deadline); the lock orders this against force_stop's reset. */
+static void cancel_call(runner *rn)
+{
+    pthread_mutex_lock(&rn->lock);
+    if (!atomic_load(&rn->stopping_item))
+        rc_http_cancel_trigger(rn->call_cancel);
+    pthread_mutex_unlock(&rn->lock);
+}
+
 static void request_shutdown(runner *rn, int cause)
 {
     bool first = !atomic_exchange(&rn->shutdown, true);
@@ -81,16 +92,18 @@ static void request_shutdown(runner *rn, int cause)
     if (!first) {
         /* Already shutting down; a lease lost meanwhile must still abort a last result post. */
         if (rc_lease_reason_is_lost(cause))
-            rc_http_cancel_trigger(rn->call_cancel);
+            cancel_call(rn);
         return;
     }
     atomic_store(&rn->shutdown_cause, cause);
     atomic_store(&rn->shutdown_at_ms, rc_http_now_mono_ms());
+    /* The call first: cancelling the stream wakes the session thread, which may go straight to
+     * teardown's force-stop, which no later cancel may abort. */
+    cancel_call(rn);
     pthread_mutex_lock(&rn->lock);
     if (rn->stream)
         rc_stream_cancel(rn->stream);
     pthread_mutex_unlock(&rn->lock);
-    rc_http_cancel_trigger(rn->call_cancel);
     rc_toolbox_cancel(rn->toolbox);
     rc_executor_cancel(rn->executor);
     if (rn->custom)
@@ -406,6 +419,20 @@ static int fetch_session(runner *rn, rc_error *err)
     return 1;
 }
 
+/* The idle window closed (12): one last history read catches input that reached the session
+ * while the window was closing (its events may still be on their way down the stream), so it is
+ * not left waiting for a worker that is about to stop the item. True when the session is busy
+ * again; a failed read keeps the decision to stop. */
+static bool input_arrived(rc_session *session)
+{
+    rc_error e = {0};
+    int64_t deadline;
+
+    if (rc_session_reconcile(session, &e) < 0)
+        return false;
+    return !rc_session_idle_deadline(session, &deadline);
+}
+
 static int serve(runner *rn, rc_error *err)
 {
     rc_session_io io = {.list = io_list,
@@ -439,7 +466,9 @@ static int serve(runner *rn, rc_error *err)
         rc_stream_cancel(stream);
     pthread_mutex_unlock(&rn->lock);
 
-    r = rc_session_serve(session, stream, err);
+    while ((r = rc_session_serve(session, stream, err)) == RC_SESSION_END_IDLE &&
+           !atomic_load(&rn->shutdown) && input_arrived(session))
+        rc_log_info("new input arrived as the idle window closed; serving on");
     if (r > 0)
         rc_log_info("session run ended: %s", rc_session_end_name(r));
 
@@ -478,7 +507,10 @@ static void force_stop(runner *rn)
     }
     req.path = rc_buf_cstr(&path);
     req.json_body = body;
+    pthread_mutex_lock(&rn->lock);
+    atomic_store(&rn->stopping_item, true);
     rc_http_cancel_reset(rn->call_cancel);
+    pthread_mutex_unlock(&rn->lock);
     r = rc_api_request_do(rn->call_api, &req, &res, &e);
     if (r == 0)
         rc_log_info("work item force-stopped");

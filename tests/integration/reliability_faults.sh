@@ -14,6 +14,9 @@
 #          4 s lease TTL, while calls run. Every tool use is answered exactly once; a call may be
 #          executed again only when its earlier run's result never landed (outcome not
 #          `posted`), and those re-executions are counted and reported.
+#   term   one call each, then the runner is stopped with SIGTERM while it waits (the harness
+#          does so once the verdict is final; the idle window is 60 s here): every item must
+#          still end stopped (the runner's own force-stop must not be cancelled by its shutdown).
 # After each phase: no session stuck (every verdict final), no work item left claimed
 # (starting/active/stopping), no runner still running, no runner exit status other than 0
 # (released) or 3 (lease lost). Figures go to the TAP comments (and docs/RELIABILITY.md).
@@ -37,7 +40,7 @@ count_step() {
 
 # write_scenario NAME PHASE: the generated scenario (and its faults sidecar) for one session.
 write_scenario() {
-    local name=$1 phase=$2 t1 t2 faults
+    local name=$1 phase=$2 t1 t2 faults pause=5000
     if [ "$phase" = chaos ]; then
         t1=$(jq -cn --argjson a "$(count_step 1)" --argjson b "$(count_step 2)" --argjson c "$(count_step 3)" '
             [$a, $b,
@@ -58,6 +61,11 @@ write_scenario() {
         faults='{"stream_drop_after_events": 3, "http_error_rate": 0.15,
                  "http_error_statuses": [500, 503, 429], "http_error_paths": ["/events", "/heartbeat"],
                  "latency_ms": 20, "seed": 7}'
+    elif [ "$phase" = term ]; then
+        # One call, then the runner waits (a long idle window) until the harness's SIGTERM.
+        t1=$(jq -cn --argjson a "$(count_step 1)" '[$a]')
+        t2='[]'
+        faults='{"latency_ms": 5, "seed": 5}'
     else
         # Calls that outlive a heartbeat interval (TTL 4 s -> a beat every 2 s), so the 412 of
         # the 2nd beat lands while one runs or between two.
@@ -70,7 +78,8 @@ write_scenario() {
         t2='[]'
         faults='{"heartbeat_412_on": 2, "lease_ttl_seconds": 4, "latency_ms": 5, "seed": 3}'
     fi
-    jq -n --arg name "$name" --argjson t1 "$t1" --argjson t2 "$t2" --arg phase "$phase" '{
+    jq -n --arg name "$name" --argjson t1 "$t1" --argjson t2 "$t2" --arg phase "$phase" \
+        --argjson pause "$pause" '{
         name: $name,
         description: "reliability_faults.sh generated (\($phase))",
         agent: {tools: [
@@ -79,7 +88,7 @@ write_scenario() {
             {type: "custom", name: "run_tests", description: "Run the project'"'"'s tests",
              input_schema: {type: "object", properties: {filter: {type: "string"}}}}]},
         turns: (if ($t2 | length) > 0
-                then [{user: "go", steps: $t1, pause_after_ms: 5000}, {user: "again", steps: $t2}]
+                then [{user: "go", steps: $t1, pause_after_ms: $pause}, {user: "again", steps: $t2}]
                 else [{user: "go", steps: $t1}] end)
     }' >"$SCN/$name.json"
     printf '%s\n' "$faults" >"$SCN/$name.faults.json"
@@ -204,6 +213,7 @@ check_no_claimed() {
 rl_require
 BASE_DIR=$RL_DIR
 rl_write_manifest "$MANIFEST"
-run_phase chaos
-run_phase lease
+for phase in ${RELIABILITY_PHASES:-chaos lease term}; do
+    if [ "$phase" = term ]; then RL_MAX_IDLE_MS=60000 run_phase "$phase"; else run_phase "$phase"; fi
+done
 t_done

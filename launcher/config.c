@@ -4,6 +4,7 @@
  * inherits the daemon's environment, so both always agree). */
 #include "launcher.h"
 
+#include "../oci/bundle.h"
 #include "cleanup.h"
 
 #include <ctype.h>
@@ -59,6 +60,9 @@ static const char help_text[] =
     "  RUNCELL_RUNNER_LOG_LEVEL      passed to the runner as RUNCELL_LOG_LEVEL\n"
     "  RUNCELL_PURGE_WORKSPACE       1: delete the workspace when the session ends (default:\n"
     "                                keep it for a re-claim; `runcell-oci workspace prune`)\n"
+    "  RUNCELL_WORKSPACE_SIZE        size cap of each session's /workspace, bytes with K/M/G\n"
+    "                                (default 10G: a sparse ext4 image, loop-mounted; needs\n"
+    "                                mkfs.ext4 and loop devices); 0: no cap\n"
     "  RUNCELL_WRITABLE_ROOT         1: a per-session overlay over the snapshot, so the agent can\n"
     "                                write /usr/local, /opt and its home (default: read-only "
     "root;\n"
@@ -125,6 +129,27 @@ static int env_size(const char *name, int64_t *ret, rc_error *err)
     if (errno || end == v || *end || n <= 0 || n > (INT64_MAX >> 30))
         return rc_error_set(err, RC_EINVAL, "%s must be a positive size (K, M, G suffixes)", name);
     *ret = (int64_t)n << shift;
+    return 0;
+}
+
+/* The workspace cap: unset = the default, "0" = none, else a size of at least the minimum. */
+static int env_workspace_size(int64_t *ret, rc_error *err)
+{
+    const char *v = env_str("RUNCELL_WORKSPACE_SIZE");
+    int r;
+    if (!v) {
+        *ret = (int64_t)RC_BUNDLE_DEFAULT_WORKSPACE_SIZE;
+        return 0;
+    }
+    if (strcmp(v, "0") == 0) {
+        *ret = 0;
+        return 0;
+    }
+    if ((r = env_size("RUNCELL_WORKSPACE_SIZE", ret, err)) < 0)
+        return r;
+    if ((uint64_t)*ret < RC_BUNDLE_MIN_WORKSPACE_SIZE)
+        return rc_error_set(err, RC_EINVAL, "RUNCELL_WORKSPACE_SIZE must be 0 or at least %lluM",
+                            (unsigned long long)(RC_BUNDLE_MIN_WORKSPACE_SIZE >> 20));
     return 0;
 }
 
@@ -210,7 +235,8 @@ static int load_numbers(rc_launcher_config *c, rc_error *err)
         (r = env_i64("RUNCELL_PIDS", 0, 1 << 22, 0, &c->pids_limit, err)) < 0 ||
         (r = env_i64("RUNCELL_CPUS", 0, 1024, 0, &c->cpus, err)) < 0 ||
         (r = env_i64("RUNCELL_MAX_IDLE_MS", -1, 86400000LL, -1, &c->max_idle_ms, err)) < 0 ||
-        (r = env_size("RUNCELL_MEMORY", &c->memory_limit, err)) < 0)
+        (r = env_size("RUNCELL_MEMORY", &c->memory_limit, err)) < 0 ||
+        (r = env_workspace_size(&c->workspace_size, err)) < 0)
         return r;
     return 0;
 }

@@ -67,6 +67,8 @@ typedef struct rc_launcher_config {
     int64_t max_idle_ms;        /* RUNCELL_MAX_IDLE_MS passed to the runner; -1: runner default */
     uint32_t map_host;          /* RUNCELL_UID_BASE: host uid/gid of container id 0 */
     bool purge_workspace;       /* RUNCELL_PURGE_WORKSPACE=1: drop the workspace at session end */
+    int64_t workspace_size;     /* RUNCELL_WORKSPACE_SIZE (bytes, K/M/G): a new workspace's cap
+                                 * (ext4 image, docs/OCI.md); 0: no cap */
     bool writable_root; /* RUNCELL_WRITABLE_ROOT=1: per-session overlay root (docs/OCI.md) */
     const char *runner_log_level; /* RUNCELL_RUNNER_LOG_LEVEL */
 } rc_launcher_config;

@@ -227,8 +227,10 @@ static int make_bundle(shim *s, rc_error *err)
         oc.pids_limit = c->pids_limit;
     if (c->cpus > 0)
         oc.cpu_quota = c->cpus * (int64_t)oc.cpu_period;
-    rc_bundle_opts bo = {
-        .state_dir = c->state_dir, .store = s->store, .snapshot_digest = s->digest};
+    rc_bundle_opts bo = {.state_dir = c->state_dir,
+                         .store = s->store,
+                         .snapshot_digest = s->digest,
+                         .workspace_size = (uint64_t)c->workspace_size};
     return rc_bundle_create(&bo, &oc, &s->bundle, err);
 }
 

@@ -4,7 +4,13 @@
  * claimed with mkdir (EEXIST = someone else's bundle), everything after that is undone by
  * remove_bundle_dir() on failure. Removal is idempotent and unmounts before deleting, so a tree
  * walk can never descend into a mounted snapshot. Trees are deleted with rc_tar_remove_tree()
- * (no symlink is ever followed: the workspace's contents were written by the container). */
+ * (no symlink is ever followed: the workspace's contents were written by the container).
+ *
+ * A workspace with a size cap is an ext4 image (fs.img, sparse) made by mkfs.ext4 on first use
+ * and loop-mounted on its data/ for the life of the bundle. The loop device is attached with
+ * LO_FLAGS_AUTOCLEAR and our descriptor closed once mounted, so the kernel frees it with the
+ * last unmount: rc_bundle_remove_id() (every removal and cleanup path of the launcher goes
+ * through it) unmounts the workspace first, and nothing else has to track loop devices. */
 #include "bundle.h"
 
 #include "buf.h"
@@ -18,6 +24,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <linux/fs.h>
+#include <linux/loop.h>
 #include <linux/openat2.h>
 #include <sched.h>
 #include <signal.h>
@@ -25,8 +33,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -35,6 +46,11 @@
 #define CONFIG_NAME      "config.json"
 #define SNAPSHOT_NAME    "snapshot"
 #define ENDED_NAME       "ended"
+#define IMAGE_NAME       "fs.img"
+#define IMAGE_NEW_NAME   "fs.img.new" /* being made: renamed to IMAGE_NAME when complete */
+#define MKFS_ERR_MAX     512
+#define LOOP_TRIES       16
+#define LOOP_BUSY        1 /* loop_attach: the device was taken meanwhile, try another */
 #define CONFIG_MAX       (4u << 20)
 #define OVERLAY_OPTS_MAX 12288
 
@@ -694,10 +710,287 @@ static int unmount_all(const char *bundle_dir, rc_error *err)
     return 0;
 }
 
+/* ---- workspace image ------------------------------------------------------------------------- */
+
+static const char *mkfs_path(void)
+{
+    static const char *const paths[] = {"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4", NULL};
+    for (size_t i = 0; paths[i]; i++)
+        if (access(paths[i], X_OK) == 0)
+            return paths[i];
+    return NULL;
+}
+
+/* In the child between fork and execve: async-signal-safe calls only. */
+static void __attribute__((noreturn))
+mkfs_child(const char *path, char *const argv[], int nullfd, int errfd)
+{
+    static char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL};
+    sigset_t none;
+    if (dup2(nullfd, 0) < 0 || dup2(errfd, 1) < 0 || dup2(errfd, 2) < 0)
+        _exit(127);
+    close_range(3, ~0U, 0);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    execve(path, argv, envp);
+    _exit(127);
+}
+
+/* Read the child's output (bounded, first line kept) until EOF, then reap it. 0 when it exited
+ * 0. */
+static int mkfs_wait(pid_t pid, int errfd, char *msg, size_t msgsz)
+{
+    size_t len = 0;
+    char chunk[256];
+    int status = 0;
+    for (;;) {
+        ssize_t n = read(errfd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        size_t take = (size_t)n < msgsz - 1 - len ? (size_t)n : msgsz - 1 - len;
+        memcpy(msg + len, chunk, take);
+        len += take;
+    }
+    msg[len] = '\0';
+    msg[strcspn(msg, "\n")] = '\0';
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+/* mkfs.ext4 on image: root directory owned by uid:gid, no reserved blocks (the container's
+ * root is not host root and could not use them), lazy inode table and journal init (a 10 GiB
+ * image is made in tens of milliseconds and costs a few MiB), no discard pass. */
+static int run_mkfs(const char *image, uid_t uid, gid_t gid, rc_error *err)
+{
+    const char *path = mkfs_path();
+    char ext[128], msg[MKFS_ERR_MAX];
+    int errp[2];
+    if (!path)
+        return rc_error_set(err, RC_ENOTFOUND,
+                            "mkfs.ext4 is not installed (e2fsprogs; needed for the workspace "
+                            "size cap, a workspace size of 0 turns the cap off)");
+    snprintf(ext, sizeof ext, "root_owner=%u:%u,lazy_itable_init=1,lazy_journal_init=1,nodiscard",
+             (unsigned)uid, (unsigned)gid);
+    char *const argv[] = {"mkfs.ext4", "-q", "-F", "-m", "0", "-E", ext, (char *)image, NULL};
+    _cleanup_close_ int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (nullfd < 0)
+        return rc_error_sys(err, RC_EIO, "open /dev/null");
+    if (pipe2(errp, O_CLOEXEC) < 0)
+        return rc_error_sys(err, RC_EIO, "pipe2");
+    pid_t pid = fork();
+    if (pid == 0)
+        mkfs_child(path, argv, nullfd, errp[1]);
+    close(errp[1]);
+    _cleanup_close_ int errfd = errp[0];
+    if (pid < 0)
+        return rc_error_sys(err, RC_EIO, "cannot start mkfs.ext4");
+    if (mkfs_wait(pid, errfd, msg, sizeof msg) < 0)
+        return rc_error_set(err, RC_EIO, "mkfs.ext4 of the workspace image failed: %s",
+                            msg[0] ? msg : "no message");
+    return 0;
+}
+
+/* Size, format and sync the new image (open as fd at path). */
+static int image_format(int fd, const char *path, uint64_t size, uid_t uid, gid_t gid,
+                        rc_error *err)
+{
+    struct statvfs vfs;
+    int r;
+    if (ftruncate(fd, (off_t)size) < 0)
+        return rc_error_sys(err, RC_EIO, "size workspace image %s", path);
+    if (fstatvfs(fd, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < size)
+        rc_log_warn("workspace image %s: a cap of %llu bytes but %llu free under it: the "
+                    "filesystem may fill before the cap",
+                    path, (unsigned long long)size,
+                    (unsigned long long)vfs.f_bavail * vfs.f_frsize);
+    if ((r = run_mkfs(path, uid, gid, err)) < 0)
+        return r;
+    if (fsync(fd) < 0)
+        return rc_error_sys(err, RC_EIO, "sync workspace image %s", path);
+    return 0;
+}
+
+/* Make <workspace>/fs.img, a sparse file of size bytes: formatted under a temporary name and
+ * renamed when complete, so a crash never leaves a half-made image behind the real name. */
+static int image_create(int sfd, const char *wsdir, uint64_t size, uid_t uid, gid_t gid,
+                        rc_error *err)
+{
+    _cleanup_free_ char *tmp = pathf("%s/%s", wsdir, IMAGE_NEW_NAME);
+    int r;
+    if (!tmp)
+        return rc_error_set(err, RC_ENOMEM, "out of memory");
+    if (unlinkat(sfd, IMAGE_NEW_NAME, 0) < 0 && errno != ENOENT)
+        return rc_error_sys(err, RC_EIO, "remove %s", tmp);
+    _cleanup_close_ int fd =
+        openat(sfd, IMAGE_NEW_NAME, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return rc_error_sys(err, RC_EIO, "create workspace image %s", tmp);
+    r = image_format(fd, tmp, size, uid, gid, err);
+    if (r == 0 && renameat(sfd, IMAGE_NEW_NAME, sfd, IMAGE_NAME) < 0)
+        r = rc_error_sys(err, RC_EIO, "rename workspace image %s", tmp);
+    if (r < 0)
+        (void)unlinkat(sfd, IMAGE_NEW_NAME, 0);
+    return r;
+}
+
+/* Bind a loop device to imgfd the pre-5.8 way (two steps); LOOP_BUSY when it was taken. */
+static int loop_configure_old(int lfd, int imgfd, const char *dev, rc_error *err)
+{
+    if (ioctl(lfd, LOOP_SET_FD, imgfd) < 0)
+        return errno == EBUSY ? LOOP_BUSY : rc_error_sys(err, RC_EIO, "attach %s", dev);
+    struct loop_info64 li = {.lo_flags = LO_FLAGS_AUTOCLEAR};
+    if (ioctl(lfd, LOOP_SET_STATUS64, &li) < 0) {
+        int r = rc_error_sys(err, RC_EIO, "set autoclear on %s", dev);
+        (void)ioctl(lfd, LOOP_CLR_FD, 0);
+        return r;
+    }
+    return 0;
+}
+
+/* A free loop device bound to imgfd, freed by the kernel at its last close (autoclear). Another
+ * process may take the device LOOP_CTL_GET_FREE named first: then try the next one. */
+static int loop_attach(int imgfd, int *ret_fd, char *dev, size_t devsz, rc_error *err)
+{
+    _cleanup_close_ int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    if (ctl < 0)
+        return rc_error_sys(err, RC_EIO,
+                            "open /dev/loop-control (loop devices are needed for the workspace "
+                            "size cap)");
+    for (int i = 0; i < LOOP_TRIES; i++) {
+        int n = ioctl(ctl, LOOP_CTL_GET_FREE), r = 0;
+        if (n < 0)
+            return rc_error_sys(err, RC_EIO, "no free loop device");
+        snprintf(dev, devsz, "/dev/loop%d", n);
+        _cleanup_close_ int lfd = open(dev, O_RDWR | O_CLOEXEC);
+        if (lfd < 0)
+            return rc_error_sys(err, RC_EIO, "open %s", dev);
+        struct loop_config lc = {.fd = (uint32_t)imgfd, .info.lo_flags = LO_FLAGS_AUTOCLEAR};
+        if (ioctl(lfd, LOOP_CONFIGURE, &lc) < 0)
+            r = errno == EBUSY                       ? LOOP_BUSY
+                : errno == EINVAL || errno == ENOTTY ? loop_configure_old(lfd, imgfd, dev, err)
+                                                     : rc_error_sys(err, RC_EIO, "attach %s", dev);
+        if (r == LOOP_BUSY)
+            continue;
+        if (r < 0)
+            return r;
+        *ret_fd = take_fd(lfd);
+        return 0;
+    }
+    return rc_error_set(err, RC_EIO, "no free loop device after %d tries", LOOP_TRIES);
+}
+
+/* Is sfd/data a directory with something in it (the workspace of a session from before it had
+ * a cap: an image mounted over it would hide the agent's files)? */
+static bool data_has_files(int sfd)
+{
+    int fd = openat(sfd, "data", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *de;
+    bool any = false;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    while (!any && (de = readdir(d)))
+        any = strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+    closedir(d);
+    return any;
+}
+
+/* Loop-mount sfd/fs.img on b->workspace; a fresh image loses mkfs's lost+found (the agent's
+ * /workspace starts empty; e2fsck makes one again if it ever needs it). */
+static int image_mount(rc_bundle *b, int sfd, bool fresh, rc_error *err)
+{
+    char dev[64];
+    _cleanup_close_ int lfd = -1;
+    _cleanup_close_ int imgfd = openat(sfd, IMAGE_NAME, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    int r;
+    if (imgfd < 0)
+        return rc_error_sys(err, RC_EIO, "open workspace image of %s", b->session_id);
+    if ((r = unmount_one(b->workspace, "", err)) < 0) /* a stale mount: never stack */
+        return r;
+    if ((r = loop_attach(imgfd, &lfd, dev, sizeof dev, err)) < 0)
+        return r;
+    if (mount(dev, b->workspace, "ext4", MS_NODEV | MS_NOSUID, NULL) < 0)
+        return rc_error_sys(err, RC_EIO, "mount workspace image of %s", b->session_id);
+    /* lfd closes on return: the mount keeps the device, autoclear frees it at the unmount. */
+    if (fresh) {
+        _cleanup_close_ int dfd =
+            openat(sfd, "data", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dfd >= 0)
+            (void)unlinkat(dfd, "lost+found", AT_REMOVEDIR);
+    }
+    return 0;
+}
+
+/* The workspace's cap: mount its image, made first when size asks for one and there is none. A
+ * workspace that is already a non-empty plain directory keeps working without a cap. */
+static int workspace_image(rc_bundle *b, int sfd, uint64_t size, const rc_oci_config *cfg,
+                           rc_error *err)
+{
+    struct stat st;
+    int r;
+    if (fstatat(sfd, IMAGE_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (!S_ISREG(st.st_mode))
+            return rc_error_set(err, RC_EINVAL, "workspace image of %s is not a file",
+                                b->session_id);
+        return image_mount(b, sfd, false, err);
+    }
+    if (errno != ENOENT)
+        return rc_error_sys(err, RC_EIO, "stat workspace image of %s", b->session_id);
+    if (size == 0)
+        return 0;
+    if (data_has_files(sfd)) {
+        rc_log_warn("bundle %s: the workspace holds files from before its size cap; it keeps "
+                    "working without one (purge it to get a capped workspace)",
+                    b->session_id);
+        return 0;
+    }
+    if (size < RC_BUNDLE_MIN_WORKSPACE_SIZE || size > (uint64_t)INT64_MAX)
+        return rc_error_set(err, RC_EINVAL, "workspace size must be 0 or at least %llu bytes",
+                            (unsigned long long)RC_BUNDLE_MIN_WORKSPACE_SIZE);
+    _cleanup_free_ char *wsdir = pathf("%s/workspaces/%s", b->state_dir, b->session_id);
+    if (!wsdir)
+        return rc_error_set(err, RC_ENOMEM, "out of memory");
+    if ((r = image_create(sfd, wsdir, size, cfg->map_host_uid + cfg->agent_uid,
+                          cfg->map_host_gid + cfg->agent_gid, err)) < 0)
+        return r;
+    return image_mount(b, sfd, true, err);
+}
+
+/* Unmount <state>/workspaces/<session>/data when it is a mount (its loop device goes with the
+ * last unmount). Before that, a best-effort FITRIM punches the blocks of deleted files out of
+ * the sparse image, so they go back to the host. Idempotent. */
+static int workspace_unmount(const char *state_dir, const char *session_id, rc_error *err)
+{
+    _cleanup_free_ char *ws = pathf("%s/workspaces/%s", state_dir, session_id);
+    struct stat top, data;
+    if (!ws)
+        return rc_error_set(err, RC_ENOMEM, "out of memory");
+    _cleanup_close_ int sfd = open(ws, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sfd < 0)
+        return 0;
+    _cleanup_close_ int dfd = openat(sfd, "data", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0 || fstat(sfd, &top) < 0 || fstat(dfd, &data) < 0 || top.st_dev == data.st_dev)
+        return 0;
+    struct fstrim_range range = {.start = 0, .len = UINT64_MAX, .minlen = 0};
+    (void)ioctl(dfd, FITRIM, &range);
+    close(dfd);
+    dfd = -1;
+    return unmount_one(ws, "data", err);
+}
+
 /* ---- workspace ------------------------------------------------------------------------------- */
 
-static int workspace_setup(rc_bundle *b, const rc_oci_config *cfg, rc_error *err)
+static int workspace_setup(rc_bundle *b, const rc_oci_config *cfg, uint64_t size, rc_error *err)
 {
+
     _cleanup_close_ int wfd = -1, sfd = -1;
     int r;
     if ((r = open_sub(b->state_dir, "workspaces", true, &wfd, err)) < 0 ||
@@ -721,7 +1014,7 @@ static int workspace_setup(rc_bundle *b, const rc_oci_config *cfg, rc_error *err
         return rc_error_sys(err, RC_EIO, "clear workspace end mark");
     if (!(b->workspace = pathf("%s/workspaces/%s/data", b->state_dir, b->session_id)))
         return rc_error_set(err, RC_ENOMEM, "out of memory");
-    return 0;
+    return workspace_image(b, sfd, size, cfg, err);
 }
 
 /* ---- create ---------------------------------------------------------------------------------- */
@@ -792,7 +1085,7 @@ static int bundle_fill(rc_bundle *b, int bfd, const rc_bundle_opts *opts, const 
         return r;
     if ((r = ensure_dir_at(bfd, "state", 0700, cfg->map_host_uid + cfg->runner_uid,
                            cfg->map_host_gid + cfg->runner_gid, err)) < 0 ||
-        (r = workspace_setup(b, cfg, err)) < 0)
+        (r = workspace_setup(b, cfg, opts->workspace_size, err)) < 0)
         return r;
     snprintf(digest_line, sizeof digest_line, "%s\n", b->digest);
     if ((r = write_file_at(bfd, SNAPSHOT_NAME, digest_line, err)) < 0)
@@ -996,6 +1289,9 @@ int rc_bundle_remove_id(const char *state_dir, const char *session_id, bool purg
     r = open_sub(state_dir, "bundles", false, &bsfd, err);
     if (r < 0 && r != -RC_ENOTFOUND)
         return r;
+    /* The workspace first: a crash after it still leaves the bundle for reconcile to find. */
+    if ((r = workspace_unmount(state_dir, session_id, err)) < 0)
+        return r;
     if (bsfd >= 0) {
         if ((r = unmount_all(dir, err)) < 0 || (r = rc_tar_remove_tree(bsfd, session_id, err)) < 0)
             return r;
@@ -1019,8 +1315,8 @@ int rc_bundle_remove(rc_bundle *b, bool purge_workspace, rc_error *err)
 }
 
 /* 1 removed, 0 kept, negative on error. */
-static int prune_one(int bsfd, int wfd, const char *name, int64_t retention_s, int64_t now,
-                     rc_error *err)
+static int prune_one(const char *state_dir, int bsfd, int wfd, const char *name,
+                     int64_t retention_s, int64_t now, rc_error *err)
 {
     struct stat st;
     char ended[300];
@@ -1037,7 +1333,9 @@ static int prune_one(int bsfd, int wfd, const char *name, int64_t retention_s, i
     }
     if (now - (int64_t)st.st_mtime < retention_s)
         return 0;
-    int r = rc_tar_remove_tree(wfd, name, err);
+    int r = workspace_unmount(state_dir, name, err); /* a leak: the bundle is gone */
+    if (r == 0)
+        r = rc_tar_remove_tree(wfd, name, err);
     return r < 0 ? r : 1;
 }
 
@@ -1062,7 +1360,7 @@ int rc_bundle_prune_workspaces(const char *state_dir, int64_t retention_s, int64
     }
     struct dirent *de;
     while ((de = readdir(d))) {
-        r = prune_one(bsfd, wfd, de->d_name, retention_s, now, err);
+        r = prune_one(state_dir, bsfd, wfd, de->d_name, retention_s, now, err);
         if (r < 0)
             break;
         removed += r;

@@ -18,6 +18,11 @@
  *   <state>/workspaces/<session>/data/         bind-mounted at /workspace, owned by the agent's
  *                                              mapped uid; kept when the bundle is removed so a
  *                                              re-claimed session finds its files again
+ *   <state>/workspaces/<session>/fs.img        with a workspace size: a sparse ext4 image of that
+ *                                              size (0600, root), loop-mounted on data/ while the
+ *                                              bundle exists (nodev, nosuid): the session's cap.
+ *                                              A full image is ENOSPC inside it only. Kept with
+ *                                              the workspace; its size is fixed when it is made
  *   <state>/workspaces/<session>/ended          written when the bundle is removed; the
  *                                              retention policy removes the workspace once it
  *                                              is older than the retention period
@@ -37,8 +42,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define RC_BUNDLE_DEFAULT_STATE_DIR   "/var/lib/runcell"
-#define RC_BUNDLE_DEFAULT_RETENTION_S (7 * 24 * 3600) /* workspaces of ended sessions */
+#define RC_BUNDLE_DEFAULT_STATE_DIR      "/var/lib/runcell"
+#define RC_BUNDLE_DEFAULT_RETENTION_S    (7 * 24 * 3600) /* workspaces of ended sessions */
+#define RC_BUNDLE_DEFAULT_WORKSPACE_SIZE (10ull << 30)   /* the launcher's default cap (sparse) */
+#define RC_BUNDLE_MIN_WORKSPACE_SIZE     (16ull << 20)   /* smallest image made */
 
 typedef struct rc_bundle rc_bundle;
 
@@ -53,10 +60,13 @@ typedef struct rc_bundle_opts {
     rc_snapshot_store *store;    /* the store holding the snapshot */
     const char *snapshot_digest; /* "sha256:<hex>" or bare hex */
     int idmap;                   /* enum rc_bundle_idmap */
+    uint64_t workspace_size;     /* bytes: cap of a new workspace (its fs.img); 0: no cap (a
+                                  * plain directory). An existing fs.img is always used, as is */
 } rc_bundle_opts;
 
-/* Create the bundle for cfg->session_id: directories, workspace (reused when it exists), the
- * overlay mount when cfg->writable_root, and config.json. cfg's rootfs, workspace_host and
+/* Create the bundle for cfg->session_id: directories, workspace (reused when it exists; its
+ * image made and loop-mounted, see opts->workspace_size), the overlay mount when
+ * cfg->writable_root, and config.json. Needs root for the mounts. cfg's rootfs, workspace_host and
  * state_host are ignored (the bundle sets them); everything else is used as given. Fails with
  * -RC_EINVAL if a bundle for the session already exists; a failed create leaves no bundle (the
  * workspace stays). */
@@ -92,8 +102,9 @@ const char *rc_bundle_snapshot_digest(const rc_bundle *b);
 /* Replace process.args in config.json (the CLI's `run SESSION -- CMD...`). */
 int rc_bundle_set_args(rc_bundle *b, const char *const *args, rc_error *err);
 
-/* Remove the bundle: unmount the overlay, delete the bundle directory, and mark the workspace
- * ended (or delete it too when purge_workspace). The caller deletes the runc container first.
+/* Remove the bundle: unmount the workspace image (its loop device goes with it) and the
+ * overlay, delete the bundle directory, and mark the workspace ended (or delete it too, image
+ * included, when purge_workspace). The caller deletes the runc container first.
  * Frees nothing: call rc_bundle_free afterwards. */
 int rc_bundle_remove(rc_bundle *b, bool purge_workspace, rc_error *err);
 
@@ -103,7 +114,8 @@ int rc_bundle_remove_id(const char *state_dir, const char *session_id, bool purg
 
 /* Retention policy: remove every workspace whose session has no bundle and whose end is at least
  * retention_s seconds before now (a workspace without a bundle or an end mark is marked ended
- * now). Returns the number removed. */
+ * now; a workspace image left mounted without a bundle is unmounted). Returns the number
+ * removed. */
 int rc_bundle_prune_workspaces(const char *state_dir, int64_t retention_s, int64_t now,
                                rc_error *err);
 

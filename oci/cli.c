@@ -61,6 +61,9 @@ static void usage(FILE *f)
             "      --api-dir DIR              host dir with the broker's socket (mounted ro)\n"
             "      --idmap auto|on|off        idmapped snapshot mount, so the container sees the\n"
             "                                 archive's owners (default auto: when supported)\n"
+            "      --workspace-size SIZE      cap /workspace: a sparse ext4 image of SIZE made on\n"
+            "                                 first use, loop-mounted (default 0: no cap, a plain\n"
+            "                                 directory; an existing image is always used)\n"
             "      --environment-id ID --work-id ID --base-url URL --hostname NAME\n"
             "      --http-proxy URL --https-proxy URL --no-proxy LIST   proxy variables\n"
             "  run SESSION_ID [--timeout SECONDS] [--grace SECONDS] [--output-max SIZE] -- CMD...\n"
@@ -256,6 +259,7 @@ enum {
     OPT_HTTP_PROXY,
     OPT_HTTPS_PROXY,
     OPT_NO_PROXY,
+    OPT_WORKSPACE_SIZE,
 };
 
 static int bundle_opt(int c, const char *arg, rc_oci_config *cfg, const char **snapshot)
@@ -377,6 +381,7 @@ static int cmd_bundle(const cli *o, int argc, char **argv)
         {"http-proxy", required_argument, NULL, OPT_HTTP_PROXY},
         {"https-proxy", required_argument, NULL, OPT_HTTPS_PROXY},
         {"no-proxy", required_argument, NULL, OPT_NO_PROXY},
+        {"workspace-size", required_argument, NULL, OPT_WORKSPACE_SIZE},
         {NULL, 0, NULL, 0},
     };
     _cleanup_(rc_snapshot_store_freep) rc_snapshot_store *store = NULL;
@@ -385,6 +390,7 @@ static int cmd_bundle(const cli *o, int argc, char **argv)
     const char *snapshot = NULL;
     rc_error e = {0};
     int c, idmap = RC_BUNDLE_IDMAP_AUTO;
+    uint64_t workspace_size = 0;
 
     if (argc < 3 || strcmp(argv[1], "create") != 0)
         return fail_usage("bundle create SESSION_ID --snapshot DIGEST");
@@ -395,6 +401,9 @@ static int cmd_bundle(const cli *o, int argc, char **argv)
         if (c == OPT_IDMAP) {
             if ((idmap = parse_idmap(optarg)) < 0)
                 return fail_usage("--idmap takes auto, on or off");
+        } else if (c == OPT_WORKSPACE_SIZE) {
+            if (parse_size(optarg, &workspace_size) < 0)
+                return fail_usage("--workspace-size takes a size (K, M, G suffixes) or 0");
         } else if (c == '?' || bundle_opt(c, optarg, &cfg, &snapshot) < 0) {
             return fail_usage("bad bundle option");
         }
@@ -403,8 +412,11 @@ static int cmd_bundle(const cli *o, int argc, char **argv)
         return fail_usage("bundle create SESSION_ID --snapshot DIGEST [options]");
     if (open_store(o, &store, &e) < 0)
         return fail(&e);
-    rc_bundle_opts bo = {
-        .state_dir = o->state_dir, .store = store, .snapshot_digest = snapshot, .idmap = idmap};
+    rc_bundle_opts bo = {.state_dir = o->state_dir,
+                         .store = store,
+                         .snapshot_digest = snapshot,
+                         .idmap = idmap,
+                         .workspace_size = workspace_size};
     if (rc_bundle_create(&bo, &cfg, &b, &e) < 0)
         return fail(&e);
     printf("%s\n", rc_bundle_dir(b));

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/keyctl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -274,14 +275,15 @@ static bool runc_log_error(const char *path, off_t offset, char *out, size_t out
 /* ---- spawning runc --------------------------------------------------------------------------- */
 
 typedef struct runc_io {
-    int stdio_fd;  /* >= 0: the child's stdout and stderr (create); else captured */
-    rc_buf *out;   /* captured stdout (may be NULL: discarded) */
-    rc_buf errout; /* captured stderr */
+    int stdio_fd;       /* >= 0: the child's stdout and stderr (create); else captured */
+    bool fresh_keyring; /* create: the child joins a new session keyring (see rc_runc_create) */
+    rc_buf *out;        /* captured stdout (may be NULL: discarded) */
+    rc_buf errout;      /* captured stderr */
     int wstatus;
 } runc_io;
 
 static void child_exec(const char *path, char *const argv[], int devnull, int out, int errfd,
-                       int report)
+                       int report, bool fresh_keyring)
 {
     static char *const envp[] = {RUNC_ENV_PATH, NULL};
     sigset_t none;
@@ -292,6 +294,8 @@ static void child_exec(const char *path, char *const argv[], int devnull, int ou
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     if (dup2(devnull, 0) < 0 || dup2(out, 1) < 0 || dup2(errfd, 2) < 0)
+        goto fail;
+    if (fresh_keyring && syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0)
         goto fail;
     /* Nothing else of ours may reach runc (or, through create, the container). */
     if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
@@ -392,7 +396,7 @@ static int spawn_and_watch(rc_runc_container *c, char *const argv[], runc_io *io
     }
     if (pid == 0)
         child_exec(c->runc, argv, devnull, io->stdio_fd >= 0 ? io->stdio_fd : out[1],
-                   io->stdio_fd >= 0 ? io->stdio_fd : errp[1], rep[1]);
+                   io->stdio_fd >= 0 ? io->stdio_fd : errp[1], rep[1], io->fresh_keyring);
     close(rep[1]);
     rep[1] = -1;
     close(out[1]);
@@ -566,14 +570,20 @@ static int open_output(rc_runc_container *c, rc_error *err)
 
 int rc_runc_create(rc_runc_container *c, rc_error *err)
 {
-    const char *sub[] = {"create", "--bundle", c->bundle, "--pid-file", c->pid_file, c->id, NULL};
+    /* runc's own per-container session keyring would be owned by the container's mapped root,
+     * which every session shares (RUNCELL_UID_BASE): the kernel's per-uid key quota (200 by
+     * default) would then cap the host at ~200 sessions. Instead the runc child joins a fresh
+     * anonymous session keyring (made by root, charged to root) and --no-new-keyring hands
+     * that one, empty and private to this container, to the container. */
+    const char *sub[] = {"create",     "--no-new-keyring", "--bundle", c->bundle,
+                         "--pid-file", c->pid_file,        c->id,      NULL};
     int pipefd[2] = {-1, -1};
     int r;
     if (c->out_fd >= 0 || c->init_pid > 0)
         return rc_error_set(err, RC_EINVAL, "container %s already created", c->id);
     if ((r = open_output(c, err)) < 0 || (r = make_pipe(pipefd, err)) < 0)
         return r;
-    runc_io io = {.stdio_fd = pipefd[1]};
+    runc_io io = {.stdio_fd = pipefd[1], .fresh_keyring = true};
     (void)unlink(c->pid_file);
     /* runc would create its log world-readable. */
     int lfd = open(c->runc_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);

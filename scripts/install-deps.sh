@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 DEB_PACKAGES=(
     build-essential pkg-config clang clang-format libclang-rt-14-dev
     libfcgi-dev libfcgi-bin libcurl4-openssl-dev libcjson-dev libssl-dev libmicrohttpd-dev
-    runc nginx curl ca-certificates jq git iproute2 systemd
+    runc nginx curl ca-certificates jq git iproute2 systemd e2fsprogs
     busybox-static bash-static debootstrap zstd xz-utils bzip2 zlib1g-dev openssl python3 shellcheck
     wrk
 )

@@ -14,9 +14,9 @@
 # output.log within its cap. Wall-clock: the launcher's summary line says end=wall_limit.
 #
 # Limits of this run (launcher configuration): wall clock 45 s, memory 768 MiB, pids 128, one
-# CPU, /tmp 256 MiB (the default), and the workspaces on a 64 MiB tmpfs mounted by this test: the
-# workspace cap is the filesystem that holds <state>/workspaces (there is no per-session quota,
-# see docs/RELIABILITY.md). Root, runc, busybox-static and a C compiler that links -static.
+# CPU, /tmp 256 MiB (the default), and each session's workspace its own 64 MiB filesystem
+# (RUNCELL_WORKSPACE_SIZE, docs/OCI.md). Root, runc, busybox-static and a C compiler that links
+# -static.
 #
 # Never put these scenarios in tests/scenarios/ itself: the host-process runner suites play every
 # *.json there outside any container.
@@ -26,7 +26,6 @@ AT_DIR=tests/scenarios/attack
 AT_UID_BASE=$((3000000 + ($$ % 200) * 65536)) # our own host id range: no other test's processes
 AT_WALL_S=45
 AT_MEM_MARGIN=${AT_MEM_MARGIN:-1024} # MiB
-AT_WS_MOUNT=
 AT_CANARY=
 
 # ---- the helper inside the snapshot ----
@@ -221,16 +220,6 @@ at_snapshot() {
     LT_SNAPSHOT=$LT/attack.tar
 }
 
-# The workspaces on a small tmpfs (the operator's cap for /workspace).
-at_workspaces() {
-    mkdir -p "$LT_STATE/workspaces"
-    mount -t tmpfs -o size=64m,mode=0711 rc-attack-ws "$LT_STATE/workspaces" || {
-        t_fail workspaces_tmpfs "cannot mount a tmpfs for the workspaces"
-        exit 1
-    }
-    AT_WS_MOUNT=$LT_STATE/workspaces
-}
-
 at_load_scenarios() {
     local f
     for f in "$AT_DIR"/*.json; do
@@ -274,13 +263,7 @@ at_events() {
     echo "$LT/events.$1"
 }
 
-# lt_leftovers, without the workspaces tmpfs this test mounted itself.
-at_leftovers() {
-    local w
-    for w in $(lt_leftovers); do
-        [ "$w" = "mount:$AT_WS_MOUNT" ] || printf '%s ' "$w"
-    done
-}
+at_leftovers() { lt_leftovers; }
 at_wait_clean() {
     local end=$((SECONDS + $1)) left
     while :; do
@@ -331,7 +314,7 @@ canary_sum() { { sha256sum "$AT_CANARY"; stat -c '%s %Y %i %a %u' "$AT_CANARY"; 
 
 at_cleanup() {
     [ -n "$AT_CANARY" ] && rm -f "$AT_CANARY"
-    lt_cleanup # unmounts everything under $LT, the workspaces tmpfs included
+    lt_cleanup # unmounts everything under $LT
 }
 trap at_cleanup EXIT
 
@@ -414,10 +397,10 @@ run_attack() {
 # ---- setup ----
 lt_require
 at_snapshot
-at_workspaces
 # shellcheck disable=SC2034 # read by lt_setup (launcher_lib.sh)
 LT_LAUNCHER_ENV=("RUNCELL_SESSION_WALL_LIMIT_S=$AT_WALL_S" RUNCELL_MEMORY=768M RUNCELL_PIDS=128
-    RUNCELL_CPUS=1 "RUNCELL_UID_BASE=$AT_UID_BASE" RUNCELL_PURGE_WORKSPACE=1)
+    RUNCELL_CPUS=1 "RUNCELL_UID_BASE=$AT_UID_BASE" RUNCELL_PURGE_WORKSPACE=1
+    RUNCELL_WORKSPACE_SIZE=64M)
 lt_setup
 at_load_scenarios
 

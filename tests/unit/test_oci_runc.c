@@ -185,7 +185,8 @@ TEST(lifecycle_real_exit_status_and_output)
     /* argv: global flags first, json logs, no shell; a fixed environment. */
     snprintf(p, sizeof p, "%s/argv", fx.root);
     char want[512];
-    snprintf(want, sizeof want, "create --bundle %s --pid-file %s/init.pid sesn_test", fx.bundle,
+    snprintf(want, sizeof want,
+             "create --no-new-keyring --bundle %s --pid-file %s/init.pid sesn_test", fx.bundle,
              fx.bundle);
     CHECK(file_contains(p, want));
     CHECK(file_contains(p, "start sesn_test"));

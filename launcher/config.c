@@ -63,6 +63,9 @@ static const char help_text[] =
     "  RUNCELL_WORKSPACE_SIZE        size cap of each session's /workspace, bytes with K/M/G\n"
     "                                (default 10G: a sparse ext4 image, loop-mounted; needs\n"
     "                                mkfs.ext4 and loop devices); 0: no cap\n"
+    "  RUNCELL_SKILLS                0: do not fetch the agent's skills (default: fetch them on\n"
+    "                                the host, bound read-only at /workspace/skills; "
+    "docs/SKILLS.md)\n"
     "  RUNCELL_WRITABLE_ROOT         1: a per-session overlay over the snapshot, so the agent can\n"
     "                                write /usr/local, /opt and its home (default: read-only "
     "root;\n"
@@ -269,6 +272,7 @@ int rc_launcher_config_load(const char *env_file, rc_launcher_config *ret, rc_er
     c.runc_path = env_str("RUNCELL_RUNC");
     c.purge_workspace = env_flag("RUNCELL_PURGE_WORKSPACE");
     c.writable_root = env_flag("RUNCELL_WRITABLE_ROOT");
+    c.skills = !env_str("RUNCELL_SKILLS") || strcmp(env_str("RUNCELL_SKILLS"), "0") != 0;
     c.runner_log_level = env_str("RUNCELL_RUNNER_LOG_LEVEL");
     if ((r = check_abs("RUNCELL_STATE_DIR", c.state_dir, err)) < 0 ||
         (r = check_abs("RUNCELL_RUN_DIR", c.run_dir, err)) < 0 ||

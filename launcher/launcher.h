@@ -70,6 +70,7 @@ typedef struct rc_launcher_config {
     int64_t workspace_size;     /* RUNCELL_WORKSPACE_SIZE (bytes, K/M/G): a new workspace's cap
                                  * (ext4 image, docs/OCI.md); 0: no cap */
     bool writable_root; /* RUNCELL_WRITABLE_ROOT=1: per-session overlay root (docs/OCI.md) */
+    bool skills;        /* RUNCELL_SKILLS (default on): fetch the agent's skills */
     const char *runner_log_level; /* RUNCELL_RUNNER_LOG_LEVEL */
 } rc_launcher_config;
 
@@ -93,6 +94,7 @@ enum rc_launcher_path {
     RC_LP_WORK,         /* S/sessions/<sid>/work */
     RC_LP_API_AUDIT,    /* S/sessions/<sid>/api-audit.jsonl */
     RC_LP_EGRESS_AUDIT, /* S/sessions/<sid>/egress-audit.jsonl */
+    RC_LP_SKILLS,       /* S/skills/<sid>: the session's skills, bound read-only */
 };
 
 int rc_launcher_path(const rc_launcher_config *c, const char *sid, int which, char *buf,

@@ -26,9 +26,11 @@
 #include "../oci/runc.h"
 #include "../oci/snapshot.h"
 #include "../oci/spec.h"
+#include "api.h"
 #include "cleanup.h"
 #include "json.h"
 #include "log.h"
+#include "skills.h"
 #include "webhook.h"
 
 #include <errno.h>
@@ -64,6 +66,7 @@ typedef struct shim {
     rc_snapshot_store *store;
     rc_bundle *bundle;
     rc_runc_container *ct;
+    char skills_dir[RC_LAUNCHER_PATH_MAX]; /* non-empty once the skills are in place */
     /* outcome */
     const char *end; /* "exit", "wall_limit", "signal", "start_failed", "refused" */
     int wstatus;     /* valid when have_status */
@@ -196,6 +199,51 @@ static int start_proxy(shim *s, rc_error *err)
     return 0;
 }
 
+/* The agent's skills (protocol.md 15.4), fetched here on the host with the session token and bound
+ * read-only at {workdir}/skills, so no credential enters the container. Never fatal: a session
+ * whose skills cannot be fetched runs without them (each failure is logged). */
+static void fetch_skills(shim *s)
+{
+    const rc_launcher_config *c = s->cfg;
+    rc_api_config ac = {.http = {.base_url = c->base_url,
+                                 .ca_file = c->ca_file,
+                                 .user_agent = "runcell-launcher",
+                                 .timeout_ms = 120000,
+                                 .max_body = RC_SKILLS_DEFAULT_MAX_ARCHIVE_BYTES + 1,
+                                 .max_attempts = 3},
+                        .credential = s->token};
+    _cleanup_(rc_api_result_free) rc_api_result res = RC_API_RESULT_INIT;
+    rc_skills_report rep = {0};
+    const cJSON *agent, *list;
+    char dir[RC_LAUNCHER_PATH_MAX], parent[RC_LAUNCHER_PATH_MAX];
+    rc_api *api = NULL;
+    rc_error e = {0};
+    int r;
+
+    if (!c->skills || !s->token ||
+        rc_launcher_path(c, s->info.session_id, RC_LP_SKILLS, dir, sizeof dir, &e) < 0)
+        return;
+    if (snprintf(parent, sizeof parent, "%s/skills", c->state_dir) >= (int)sizeof parent ||
+        (mkdir(parent, 0711) < 0 && errno != EEXIST)) {
+        rc_log_warn("skills: cannot create %s", parent);
+        return;
+    }
+    if ((r = rc_api_new(&ac, &api, &e)) == 0 &&
+        (r = rc_api_session_get(api, s->info.session_id, &res, &e)) == 0) {
+        agent = cJSON_GetObjectItemCaseSensitive(res.json, "agent");
+        list = agent ? cJSON_GetObjectItemCaseSensitive(agent, "skills") : NULL;
+        if (cJSON_IsArray(list) && cJSON_GetArraySize(list) > 0 &&
+            (r = rc_skills_fetch(api, res.json, dir, NULL, &rep, &e)) >= 0) {
+            snprintf(s->skills_dir, sizeof s->skills_dir, "%s", dir);
+            rc_log_info("skills: %zu ready, %zu failed", rep.n_ok, rep.n_failed);
+        }
+    }
+    if (r < 0)
+        rc_log_warn("skills: not fetched: %s", e.msg);
+    rc_skills_report_free(&rep);
+    rc_api_free(api);
+}
+
 static int make_bundle(shim *s, rc_error *err)
 {
     const rc_launcher_config *c = s->cfg;
@@ -221,6 +269,7 @@ static int make_bundle(shim *s, rc_error *err)
     oc.http_proxy = oc.https_proxy = PROXY_URL;
     oc.no_proxy = "localhost,127.0.0.1";
     oc.writable_root = c->writable_root;
+    oc.skills_host = s->skills_dir[0] ? s->skills_dir : NULL;
     if (c->memory_limit > 0)
         oc.memory_limit = c->memory_limit;
     if (c->pids_limit > 0)
@@ -273,8 +322,10 @@ static int setup(shim *s, rc_error *err)
         (r = rc_launcher_netns_create(s->netns, err)) < 0)
         return r;
     s->netns_made = true;
-    if ((r = start_api_channel(s, err)) < 0 || (r = start_proxy(s, err)) < 0 ||
-        (r = make_bundle(s, err)) < 0 || (r = start_container(s, err)) < 0)
+    if ((r = start_api_channel(s, err)) < 0 || (r = start_proxy(s, err)) < 0)
+        return r;
+    fetch_skills(s);
+    if ((r = make_bundle(s, err)) < 0 || (r = start_container(s, err)) < 0)
         return r;
     set_phase(s, "running");
     return 0;

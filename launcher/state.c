@@ -8,6 +8,7 @@
  * place a session token is stored on disk: root-only (dir 0700, file 0600), written atomically,
  * removed as soon as the item is stopped. */
 #include "launcher.h"
+#include "skills.h"
 
 #include "../oci/bundle.h"
 #include "../oci/runc.h"
@@ -83,6 +84,9 @@ int rc_launcher_path(const rc_launcher_config *c, const char *sid, int which, ch
         break;
     case RC_LP_EGRESS_AUDIT:
         n = snprintf(buf, bufsz, "%s/sessions/%s/egress-audit.jsonl", S, sid);
+        break;
+    case RC_LP_SKILLS:
+        n = snprintf(buf, bufsz, "%s/skills/%s", S, sid);
         break;
     default:
         return rc_error_set(err, RC_EINVAL, "unknown launcher path %d", which);
@@ -527,6 +531,8 @@ int rc_launcher_session_cleanup(const rc_launcher_config *c, const char *sid, bo
     note(&first, err, container_delete(c, sid, &step), &step);
     note(&first, err, rc_bundle_remove_id(c->state_dir, sid, purge, &step), &step);
     note(&first, err, rc_launcher_netns_remove(p, &step), &step);
+    rc_launcher_path(c, sid, RC_LP_SKILLS, p, sizeof p, NULL);
+    note(&first, err, rc_skills_remove(p, &step), &step);
     rc_launcher_path(c, sid, RC_LP_API_SOCKET, p, sizeof p, NULL);
     unlink_quiet(p);
     rc_launcher_path(c, sid, RC_LP_API_DIR, p, sizeof p, NULL);

@@ -241,6 +241,7 @@ static int paths_check(const rc_oci_config *c, rc_error *err)
         (r = path_check("state_host", c->state_host, true, err)) < 0 ||
         (r = path_check("state_path", c->state_path, true, err)) < 0 ||
         (r = path_check("api_dir_host", c->api_dir_host, false, err)) < 0 ||
+        (r = path_check("skills_host", c->skills_host, false, err)) < 0 ||
         (r = path_check("api_dir", c->api_dir, true, err)) < 0 ||
         (r = path_check("netns_path", c->netns_path, false, err)) < 0 ||
         (r = path_check("cgroup_parent", c->cgroup_parent, true, err)) < 0)
@@ -490,7 +491,8 @@ static void build_mounts(jb *b, cJSON *root, const rc_oci_config *c)
     static const char *const state_bind[] = {"bind", "rw", "nosuid", "nodev", "noexec", NULL};
     static const char *const run[] = {"nosuid", "nodev", "noexec", "mode=755", "size=1m", NULL};
     static const char *const api_bind[] = {"bind", "ro", "nosuid", "nodev", "noexec", NULL};
-    char size[64];
+    static const char *const skills_bind[] = {"bind", "ro", "nosuid", "nodev", NULL}; /* scripts */
+    char size[64], skills_at[4200];
     const char *tmp[] = {"nosuid", "nodev", "mode=1777", size, NULL};
     snprintf(size, sizeof size, "size=%llu", (unsigned long long)c->tmp_size);
 
@@ -507,6 +509,10 @@ static void build_mounts(jb *b, cJSON *root, const rc_oci_config *c)
     build_mount(b, mounts, c->state_path, "bind", c->state_host, state_bind);
     if (c->api_dir_host)
         build_mount(b, mounts, c->api_dir, "bind", c->api_dir_host, api_bind);
+    if (c->skills_host) { /* after the workspace: it lies inside it */
+        snprintf(skills_at, sizeof skills_at, "%s/skills", c->workdir);
+        build_mount(b, mounts, skills_at, "bind", c->skills_host, skills_bind);
+    }
 }
 
 /* ---- linux ----------------------------------------------------------------------------------- */

@@ -75,6 +75,7 @@ typedef struct rc_oci_config {
     const char *state_host;      /* required: bind-mounted read-write at state_path */
     const char *state_path;      /* RC_OCI_DEFAULT_STATE_PATH */
     const char *api_dir_host;    /* NULL: none; else bind-mounted read-only at api_dir */
+    const char *skills_host;     /* NULL: none; else bind-mounted read-only at <workdir>/skills */
     const char *api_dir;         /* RC_OCI_DEFAULT_API_DIR */
     const char *api_socket_name; /* RC_OCI_DEFAULT_API_SOCKET_NAME, inside api_dir */
     uint64_t tmp_size;           /* bytes of the /tmp tmpfs (RC_OCI_DEFAULT_TMP_SIZE) */

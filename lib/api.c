@@ -221,6 +221,15 @@ static bool is_credential_header(const char *line)
            header_is(line, "proxy-authorization");
 }
 
+/* True when the caller's extra headers name their own Accept (e.g. a binary download). */
+static bool has_own_accept(const rc_api_request *req)
+{
+    for (const char *const *x = req->extra_headers; x && *x; x++)
+        if (strncasecmp(*x, "accept:", 7) == 0)
+            return true;
+    return false;
+}
+
 static int headers_build(const rc_api *api, const rc_api_request *req, bool sse, bool has_body,
                          struct headers *h, rc_error *err)
 {
@@ -230,7 +239,8 @@ static int headers_build(const rc_api *api, const rc_api_request *req, bool sse,
     if ((r = check_header_value(req->beta, "anthropic-beta", err)) < 0 ||
         (r = headers_add(h, err, "anthropic-version: %s", api->version)) < 0 ||
         (*beta && (r = headers_add(h, err, "anthropic-beta: %s", beta)) < 0) ||
-        (r = headers_add(h, err, "%s", sse ? ACCEPT_SSE : ACCEPT_JSON)) < 0 ||
+        (!has_own_accept(req) &&
+         (r = headers_add(h, err, "%s", sse ? ACCEPT_SSE : ACCEPT_JSON)) < 0) ||
         (has_body && (r = headers_add(h, err, "content-type: application/json")) < 0) ||
         (api->credential &&
          (r = headers_add(h, err, "Authorization: Bearer %s", api->credential)) < 0))

@@ -290,6 +290,26 @@ TEST(api_headers_get_without_body)
     fixture_http_stop(fx);
 }
 
+/* A caller's own Accept (a skill archive download) replaces the default, never doubles it. */
+TEST(api_own_accept_replaces_the_default)
+{
+    static const char *const binary[] = {"Accept: application/binary", NULL};
+    fixture_http *fx = fixture_http_start(NULL);
+    rc_api *api = api_for(fx, CRED, NULL);
+    rc_api_result res = RC_API_RESULT_INIT;
+    rc_api_request req = {
+        .method = "GET", .path = "/v1/x", .extra_headers = binary, .accept_any_body = true};
+    REQUIRE(fx && api);
+    fixture_http_push_simple(fx, 200, "Content-Type: application/octet-stream\r\n", "PK");
+    CHECK_INT(rc_api_request_do(api, &req, &res, NULL), 0);
+    REQUIRE(fixture_http_count(fx) == 1);
+    CHECK_INT(fixture_http_header_count(fixture_http_get(fx, 0), "accept"), 1);
+    CHECK_STR(hdr(fx, 0, "accept"), "application/binary");
+    rc_api_result_free(&res);
+    rc_api_free(api);
+    fixture_http_stop(fx);
+}
+
 TEST(api_headers_post_with_and_without_body)
 {
     fixture_http *fx = fixture_http_start(NULL);

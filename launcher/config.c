@@ -5,6 +5,7 @@
 #include "launcher.h"
 
 #include "../oci/bundle.h"
+#include "artifacts.h"
 #include "cleanup.h"
 
 #include <ctype.h>
@@ -70,6 +71,13 @@ static const char help_text[] =
     "                                write /usr/local, /opt and its home (default: read-only "
     "root;\n"
     "                                docs/OCI.md)\n"
+    "  RUNCELL_ARTIFACTS             comma-separated globs under /workspace exported when a\n"
+    "                                session ends (`**` = any depth; default: no export;\n"
+    "                                docs/OPERATIONS.md)\n"
+    "  RUNCELL_ARTIFACTS_DIR         where exports go, <dir>/<session>/<UTC time>/ (default\n"
+    "                                $RUNCELL_STATE_DIR/artifacts)\n"
+    "  RUNCELL_ARTIFACTS_MAX_BYTES   size cap of one session's export, bytes with K/M/G\n"
+    "                                (default 100M)\n"
     "  RUNCELL_RUNC                  runc binary (default: runc on PATH)\n"
     "  RUNCELL_BROKER_HOSTS_FILE     test only: hosts-style name map for the egress proxy\n"
     "  RUNCELL_LOG_LEVEL             debug, info, warn, error\n"
@@ -251,6 +259,31 @@ static int check_abs(const char *name, const char *v, rc_error *err)
     return 0;
 }
 
+/* RUNCELL_ARTIFACTS*: the globs are checked now so a bad one fails at start, not at session end. */
+static int load_artifacts(rc_launcher_config *c, rc_error *err)
+{
+    const char *dir = env_str("RUNCELL_ARTIFACTS_DIR");
+    char **globs = NULL;
+    int r;
+    c->artifacts = env_str("RUNCELL_ARTIFACTS");
+    if ((r = rc_artifacts_parse_globs(c->artifacts, &globs, err)) < 0)
+        return r;
+    rc_artifacts_globs_free(globs);
+    if ((r = check_abs("RUNCELL_ARTIFACTS_DIR", dir, err)) < 0)
+        return r;
+    if (dir)
+        r = snprintf(c->artifacts_dir, sizeof c->artifacts_dir, "%s", dir);
+    else
+        r = snprintf(c->artifacts_dir, sizeof c->artifacts_dir, "%s/artifacts", c->state_dir);
+    if (r < 0 || (size_t)r >= sizeof c->artifacts_dir - 64)
+        return rc_error_set(err, RC_EINVAL, "RUNCELL_ARTIFACTS_DIR is too long");
+    if ((r = env_size("RUNCELL_ARTIFACTS_MAX_BYTES", &c->artifacts_max_bytes, err)) < 0)
+        return r;
+    if (!c->artifacts_max_bytes)
+        c->artifacts_max_bytes = (int64_t)RC_ARTIFACTS_DEFAULT_MAX_TOTAL_BYTES;
+    return 0;
+}
+
 int rc_launcher_config_load(const char *env_file, rc_launcher_config *ret, rc_error *err)
 {
     rc_launcher_config c = {0};
@@ -289,7 +322,7 @@ int rc_launcher_config_load(const char *env_file, rc_launcher_config *ret, rc_er
         r = snprintf(c.socket_path, sizeof c.socket_path, "%s/launcher.sock", c.run_dir);
     if (r < 0 || (size_t)r >= 108)
         return rc_error_set(err, RC_EINVAL, "launcher socket path is too long");
-    if ((r = load_numbers(&c, err)) < 0)
+    if ((r = load_numbers(&c, err)) < 0 || (r = load_artifacts(&c, err)) < 0)
         return r;
     *ret = c;
     return 0;

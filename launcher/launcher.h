@@ -19,7 +19,8 @@
  *   R/netns/<sid>                 the session's network namespace (nsfs bind mount)
  *   S/sessions/<sid>/work         environment id, work id, session token (0600, dir 0700)
  *   S/sessions/<sid>/api-audit.jsonl, egress-audit.jsonl   the broker's audit lines
- *   S/bundles, S/workspaces, S/runc, S/snapshots           the OCI module's (oci/bundle.h) */
+ *   S/bundles, S/workspaces, S/runc, S/snapshots           the OCI module's (oci/bundle.h)
+ *   S/artifacts/<sid>/<UTC time>/  files exported at session end (RUNCELL_ARTIFACTS) */
 #ifndef RUNCELL_LAUNCHER_H
 #define RUNCELL_LAUNCHER_H
 
@@ -72,6 +73,9 @@ typedef struct rc_launcher_config {
     bool writable_root; /* RUNCELL_WRITABLE_ROOT=1: per-session overlay root (docs/OCI.md) */
     bool skills;        /* RUNCELL_SKILLS (default on): fetch the agent's skills */
     const char *runner_log_level; /* RUNCELL_RUNNER_LOG_LEVEL */
+    const char *artifacts;        /* RUNCELL_ARTIFACTS: comma-separated globs; NULL: no export */
+    char artifacts_dir[RC_LAUNCHER_PATH_MAX]; /* RUNCELL_ARTIFACTS_DIR, default S/artifacts */
+    int64_t artifacts_max_bytes;              /* RUNCELL_ARTIFACTS_MAX_BYTES (default 100M) */
 } rc_launcher_config;
 
 /* ---- config.c ---------------------------------------------------------------------------- */

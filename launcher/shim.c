@@ -8,7 +8,8 @@
  *   lo -> broker (API channel socket + egress proxy listening inside the netns) -> bundle ->
  *   runc create + start (we are the subreaper of the container's init) -> wait (wall-clock limit,
  *   SIGTERM from `runcell stop`) -> force-stop the item unless the lease was lost -> runc delete,
- *   broker down, bundle, netns, files removed -> one summary line.
+ *   broker down, artifacts exported (RUNCELL_ARTIFACTS), bundle, netns, files removed -> one
+ *   summary line.
  *
  * The order of teardown is fixed and every step runs whatever failed before it, so a failed
  * spawn never leaves an item claimed (the gap the reference app had) and nothing stays mounted.
@@ -27,6 +28,7 @@
 #include "../oci/snapshot.h"
 #include "../oci/spec.h"
 #include "api.h"
+#include "artifacts.h"
 #include "cleanup.h"
 #include "json.h"
 #include "log.h"
@@ -460,8 +462,60 @@ static void stop_broker(shim *s, rc_apichan_stats *ret_stats)
     }
 }
 
+/* RUNCELL_ARTIFACTS: copy the matching files out of the workspace into
+ * <artifacts dir>/<sid>/<UTC time>/ while it is still mounted. Failures are logged only. */
+static void export_artifacts(shim *s, rc_artifacts_report *rep)
+{
+    const rc_launcher_config *c = s->cfg;
+    char dir[RC_LAUNCHER_PATH_MAX], stamp[32];
+    _cleanup_(rc_artifacts_globs_freep) char **globs = NULL;
+    rc_error e = {0};
+    struct timespec now;
+    struct tm tm;
+    int n, m;
+
+    if (!c->artifacts || !s->bundle)
+        return;
+    if (rc_artifacts_parse_globs(c->artifacts, &globs, &e) < 0) {
+        rc_log_error("artifacts: %s", e.msg);
+        return;
+    }
+    clock_gettime(CLOCK_REALTIME, &now);
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", gmtime_r(&now.tv_sec, &tm));
+    n = snprintf(dir, sizeof dir, "%s/%s", c->artifacts_dir, s->info.session_id);
+    if (n < 0 || (size_t)n >= sizeof dir ||
+        (mkdir(c->artifacts_dir, 0700) < 0 && errno != EEXIST) ||
+        (mkdir(dir, 0700) < 0 && errno != EEXIST)) {
+        rc_log_error("artifacts: cannot make %s", c->artifacts_dir);
+        return;
+    }
+    m = snprintf(dir + n, sizeof dir - (size_t)n, "/%s.%03ldZ", stamp, now.tv_nsec / 1000000);
+    if (m < 0 || (size_t)m >= sizeof dir - (size_t)n) {
+        rc_log_error("artifacts: destination path too long");
+        return;
+    }
+    rc_artifacts_limits lim = {.max_total_bytes = (uint64_t)c->artifacts_max_bytes};
+    if (rc_artifacts_export(rc_bundle_workspace_dir(s->bundle), (const char *const *)globs, dir,
+                            &lim, rep, &e) < 0) {
+        rc_log_error("artifacts: export failed: %s", e.msg);
+        return;
+    }
+    if (rep->files || rep->skipped)
+        rc_log_info(
+            "artifacts: %llu files, %llu bytes in %s; skipped %llu (symlink=%llu "
+            "special=%llu hardlink=%llu too_big=%llu over_cap=%llu depth=%llu error=%llu)%s",
+            (unsigned long long)rep->files, (unsigned long long)rep->bytes,
+            rep->files ? dir : "(nothing kept)", (unsigned long long)rep->skipped,
+            (unsigned long long)rep->skipped_symlink, (unsigned long long)rep->skipped_special,
+            (unsigned long long)rep->skipped_hardlink, (unsigned long long)rep->skipped_too_big,
+            (unsigned long long)rep->skipped_cap, (unsigned long long)rep->skipped_depth,
+            (unsigned long long)rep->skipped_error,
+            rep->walk_truncated ? " walk truncated at the entry cap" : "");
+}
+
 static void teardown(shim *s, const char *error)
 {
+    rc_artifacts_report art = {0};
     const rc_launcher_config *c = s->cfg;
     rc_apichan_stats st = {0};
     rc_error e = {0};
@@ -473,9 +527,11 @@ static void teardown(shim *s, const char *error)
          * only our item; still one summary line, like every other end. */
         stop = force_stop(s);
         rc_log_error("session not started: %s; work item %s", error ? error : "?", stop);
-        rc_log_info("session ended: end=not_started exit=-1 duration_ms=%lld work_item=%s "
-                    "api_requests=0 api_forbidden=0 output_bytes_dropped=0 error=%s",
-                    (long long)(now_ms() - s->t0_ms), stop, error ? error : "?");
+        rc_log_info(
+            "session ended: end=not_started exit=-1 duration_ms=%lld work_item=%s "
+            "api_requests=0 api_forbidden=0 output_bytes_dropped=0 artifacts=0 artifact_bytes=0 "
+            "error=%s",
+            (long long)(now_ms() - s->t0_ms), stop, error ? error : "?");
         return;
     }
     if (s->ct) {
@@ -487,6 +543,7 @@ static void teardown(shim *s, const char *error)
     }
     stop = force_stop(s);
     stop_broker(s, &st);
+    export_artifacts(s, &art); /* before rc_bundle_remove unmounts the workspace */
     if (s->bundle) {
         keep_output(s);
         if (rc_bundle_remove(s->bundle, c->purge_workspace, &e) < 0)
@@ -499,11 +556,12 @@ static void teardown(shim *s, const char *error)
     s->store = NULL;
     if (rc_launcher_session_cleanup(c, s->info.session_id, c->purge_workspace, false, &e) < 0)
         rc_log_error("cleanup: %s", e.msg);
-    rc_log_info("session ended: end=%s exit=%d duration_ms=%lld work_item=%s api_requests=%llu "
-                "api_forbidden=%llu output_bytes_dropped=%llu%s%s",
-                s->end ? s->end : "start_failed", exit_code(s), (long long)(now_ms() - s->t0_ms),
-                stop, st.requests, st.forbidden, (unsigned long long)dropped,
-                error ? " error=" : "", error ? error : "");
+    rc_log_info(
+        "session ended: end=%s exit=%d duration_ms=%lld work_item=%s api_requests=%llu "
+        "api_forbidden=%llu output_bytes_dropped=%llu artifacts=%llu artifact_bytes=%llu%s%s",
+        s->end ? s->end : "start_failed", exit_code(s), (long long)(now_ms() - s->t0_ms), stop,
+        st.requests, st.forbidden, (unsigned long long)dropped, (unsigned long long)art.files,
+        (unsigned long long)art.bytes, error ? " error=" : "", error ? error : "");
 }
 
 int rc_launcher_shim_main(const rc_launcher_config *c, const char *snapshot_digest, int item_fd)

@@ -11,6 +11,7 @@
 #include "em.h"
 
 #include "cleanup.h"
+#include "fsio.h"
 #include "log.h"
 
 #include <errno.h>
@@ -72,20 +73,6 @@ static cJSON *state_json(const rc_em *em)
     return o;
 }
 
-static int write_all(int fd, const char *p, size_t n, rc_error *err)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return rc_error_sys(err, RC_EIO, "write state");
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 int rc_emstate_save(rc_em *em, rc_error *err)
 {
     char path[4096], tmp[4200];
@@ -109,7 +96,7 @@ int rc_emstate_save(rc_em *em, rc_error *err)
         rc_log_error("state not saved: %s", err ? err->msg : "open failed");
         return r;
     }
-    if ((r = write_all(fd, text, strlen(text), err)) < 0 || fsync(fd) < 0 ||
+    if ((r = rc_fd_write_all(fd, text, strlen(text), "state", err)) < 0 || fsync(fd) < 0 ||
         rename(tmp, path) < 0) {
         rc_log_error("state not saved to %s", path);
         unlink(tmp);

@@ -10,6 +10,7 @@
 #include "artifacts.h"
 
 #include "cleanup.h"
+#include "fsio.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -186,20 +187,6 @@ static int dest_dir_open(const walk *w, size_t depth, rc_error *err)
     return take_fd(fd);
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 /* Copy at most size bytes from src into a new file name under out_dir. Returns bytes copied. */
 static int64_t copy_fd(walk *w, int src, int out_dir, const char *name, uint64_t size,
                        rc_error *err)
@@ -214,7 +201,7 @@ static int64_t copy_fd(walk *w, int src, int out_dir, const char *name, uint64_t
         ssize_t k = read(src, w->buf, want);
         if (k < 0 && errno == EINTR)
             continue;
-        if (k < 0 || (k > 0 && write_all(out, w->buf, (size_t)k) < 0)) {
+        if (k < 0 || (k > 0 && rc_fd_write_all(out, w->buf, (size_t)k, NULL, NULL) < 0)) {
             rc_error_sys(err, RC_EIO, "artifacts: copy");
             unlinkat(out_dir, name, 0);
             return -RC_EIO;

@@ -12,6 +12,7 @@
 #include "../oci/tar.h"
 #include "buf.h"
 #include "cleanup.h"
+#include "fsio.h"
 #include "http.h"
 #include "json.h"
 #include "log.h"
@@ -223,35 +224,10 @@ static int child_start(child_src *c, const char *tool, const char *path, const v
 
 /* ---- writing a tree ----------------------------------------------------------------------- */
 
-/* Open (creating 0755 as needed) the directory holding path's last component without
- * following symlinks; *ret_leaf points at the last component inside path. */
-static int open_parent(int root_fd, char *path, const char **ret_leaf, rc_error *err)
-{
-    _cleanup_close_ int cur = fcntl(root_fd, F_DUPFD_CLOEXEC, 3);
-    char *comp = path, *slash;
-
-    if (cur < 0)
-        return rc_error_sys(err, RC_EIO, "dup");
-    while ((slash = strchr(comp, '/'))) {
-        int next = -1;
-        *slash = '\0';
-        if (mkdirat(cur, comp, 0755) == 0 || errno == EEXIST)
-            next = openat(cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        *slash = '/';
-        if (next < 0)
-            return rc_error_sys(err, RC_EIO, "cannot create the directories of %s", path);
-        close(cur);
-        cur = next;
-        comp = slash + 1;
-    }
-    *ret_leaf = comp;
-    return take_fd(cur);
-}
-
 static int tar_make_dir(int root_fd, char *path, rc_error *err)
 {
     const char *leaf;
-    _cleanup_close_ int parent = open_parent(root_fd, path, &leaf, err);
+    _cleanup_close_ int parent = rc_fs_open_parent(root_fd, path, 0755, &leaf, err);
     struct stat st;
 
     if (parent < 0)
@@ -264,25 +240,11 @@ static int tar_make_dir(int root_fd, char *path, rc_error *err)
     return rc_error_sys(err, RC_EIO, "cannot create directory %s", path);
 }
 
-static int write_all(int fd, const char *p, size_t n, rc_error *err)
-{
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return rc_error_sys(err, RC_EIO, "write");
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 static int tar_make_file(rc_tar_reader *r, const rc_tar_entry *e, int root_fd, char *path,
                          char *buf, rc_error *err)
 {
     const char *leaf;
-    _cleanup_close_ int parent = open_parent(root_fd, path, &leaf, err);
+    _cleanup_close_ int parent = rc_fs_open_parent(root_fd, path, 0755, &leaf, err);
     _cleanup_close_ int fd = -1;
     int k;
 
@@ -295,7 +257,7 @@ static int tar_make_file(rc_tar_reader *r, const rc_tar_entry *e, int root_fd, c
     if (fd < 0)
         return rc_error_sys(err, RC_EIO, "cannot create %s", path);
     while ((k = rc_tar_read_data(r, buf, CHUNK, err)) > 0)
-        if ((k = write_all(fd, buf, (size_t)k, err)) < 0)
+        if ((k = rc_fd_write_all(fd, buf, (size_t)k, NULL, err)) < 0)
             return k;
     if (k < 0)
         return k;

@@ -8,6 +8,7 @@
 #include "zip.h"
 
 #include "cleanup.h"
+#include "fsio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -280,37 +281,10 @@ static int read_central(const zip_archive *z, size_t off, const rc_zip_limits *l
 
 /* ---- writing ------------------------------------------------------------------------------ */
 
-/* Open (creating as needed) the directory holding path's last component, without following
- * symlinks; *ret_leaf points into path at the last component. */
-static int open_parent(int root_fd, char *path, const char **ret_leaf, rc_error *err)
-{
-    _cleanup_close_ int cur = fcntl(root_fd, F_DUPFD_CLOEXEC, 3);
-    char *comp = path, *slash;
-
-    if (cur < 0)
-        return rc_error_sys(err, RC_EIO, "dup");
-    while ((slash = strchr(comp, '/'))) {
-        int next;
-        *slash = '\0';
-        if (mkdirat(cur, comp, 0755) < 0 && errno != EEXIST)
-            next = -1;
-        else
-            next = openat(cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        *slash = '/';
-        if (next < 0)
-            return rc_error_sys(err, RC_EIO, "cannot create the directories of %s", path);
-        close(cur);
-        cur = next;
-        comp = slash + 1;
-    }
-    *ret_leaf = comp;
-    return take_fd(cur);
-}
-
 static int make_dir(int root_fd, zip_entry *ze, rc_error *err)
 {
     const char *leaf;
-    _cleanup_close_ int parent = open_parent(root_fd, ze->path, &leaf, err);
+    _cleanup_close_ int parent = rc_fs_open_parent(root_fd, ze->path, 0755, &leaf, err);
     struct stat st;
 
     if (parent < 0)
@@ -322,20 +296,6 @@ static int make_dir(int root_fd, zip_entry *ze, rc_error *err)
         return 0;
     return rc_error_sys(err, RC_EIO, "zip entry %u: cannot create directory %s", ze->index,
                         ze->path);
-}
-
-static int write_all(int fd, const unsigned char *p, size_t n, rc_error *err)
-{
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return rc_error_sys(err, RC_EIO, "write");
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
 }
 
 static void inflate_endp(z_stream *s)
@@ -376,7 +336,7 @@ static int inflate_to(int fd, const zip_archive *z, const zip_entry *ze, uLong *
             return rc_error_set(err, RC_EPARSE, "zip entry %u (%s): inflates past its size",
                                 ze->index, ze->path);
         *crc = crc32(*crc, out, (uInt)got);
-        if ((rc = write_all(fd, out, got, err)) < 0)
+        if ((rc = rc_fd_write_all(fd, out, got, NULL, err)) < 0)
             return rc;
     }
     if (written != ze->usize || s.avail_in != 0 || in_left != 0)
@@ -397,7 +357,7 @@ static int fill_file(int fd, const zip_archive *z, zip_entry *ze, rc_error *err)
             uInt n = ze->usize - off > CHUNK ? CHUNK : (uInt)(ze->usize - off);
             crc = crc32(crc, d + off, n);
         }
-        rc = write_all(fd, d, ze->usize, err);
+        rc = rc_fd_write_all(fd, d, ze->usize, NULL, err);
     } else {
         rc = inflate_to(fd, z, ze, &crc, err);
     }
@@ -416,7 +376,7 @@ static int fill_file(int fd, const zip_archive *z, zip_entry *ze, rc_error *err)
 static int make_file(int root_fd, const zip_archive *z, zip_entry *ze, rc_error *err)
 {
     const char *leaf;
-    _cleanup_close_ int parent = open_parent(root_fd, ze->path, &leaf, err);
+    _cleanup_close_ int parent = rc_fs_open_parent(root_fd, ze->path, 0755, &leaf, err);
     _cleanup_close_ int fd = -1;
     int rc;
 

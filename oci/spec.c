@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "cleanup.h"
+#include "fsio.h"
 #include "json.h"
 
 #include <errno.h>
@@ -681,20 +682,6 @@ int rc_oci_spec_set_args(cJSON *spec, const char *const *args, rc_error *err)
     return 0;
 }
 
-static int write_all(int fd, const char *p, size_t n, rc_error *err)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return rc_error_sys(err, RC_EIO, "write config");
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 int rc_oci_spec_write(const cJSON *spec, int dirfd, const char *name, rc_error *err)
 {
     _cleanup_free_ char *text = NULL;
@@ -713,7 +700,8 @@ int rc_oci_spec_write(const cJSON *spec, int dirfd, const char *name, rc_error *
     fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return rc_error_sys(err, RC_EIO, "create %s", tmp);
-    if ((r = write_all(fd, text, strlen(text), err)) < 0 || (r = write_all(fd, "\n", 1, err)) < 0)
+    if ((r = rc_fd_write_all(fd, text, strlen(text), "config", err)) < 0 ||
+        (r = rc_fd_write_all(fd, "\n", 1, "config", err)) < 0)
         goto fail;
     if (fsync(fd) < 0) {
         r = rc_error_sys(err, RC_EIO, "fsync %s", tmp);

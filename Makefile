@@ -53,7 +53,7 @@ TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
-.PHONY: bench conformance all test unit asan fuzz fuzz-smoke format check-format clean install deps demo help check-banned
+.PHONY: bench conformance all test test-reliability unit asan fuzz fuzz-smoke format check-format clean install deps demo help check-banned
 
 all: $(BIN_PATHS) $(TEST_BINS) $(TEST_TOOLS)
 
@@ -67,6 +67,9 @@ help:
 	@echo "make conformance  the official SDK worker against the emulator, every scenario, and runner/SDK parity"
 	@echo "make asan       build and run the tests under ASan + UBSan (build/asan/)"
 	@echo "make fuzz-smoke run each libFuzzer target for FUZZ_SECONDS (default 60)"
+	@echo "make test-reliability  faults, load, scale-out, attacks, webhook fixtures, then every fuzz"
+	@echo "                target briefly; LONG=1: the long variants (N>=50, 200 sessions, 100 across"
+	@echo "                3 hosts) and 5 min per fuzz target (docs/RELIABILITY.md)"
 	@echo "make demo       run the main job on the local emulator"
 	@echo "make format | check-format | clean | install (PREFIX, DESTDIR)"
 
@@ -110,6 +113,15 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@if command -v $(FUZZ_CC) >/dev/null; then $(MAKE) --no-print-directory fuzz; fi
 	@BUILD=$(BUILD) tests/run.sh
+
+# The reliability and security suite (issue 9, docs/RELIABILITY.md): the same scripts `make test`
+# runs, selected by name, then each fuzz target for a while. LONG=1 turns on the long variants.
+RELIABILITY_TESTS := reliability_* attack_scenarios webhook_fixtures broker_container \
+	oci_workspace_quota oci_keyring
+test-reliability: all fuzz
+	@$(if $(LONG),RUNCELL_LONG=1) RC_TEST_ONLY="$(RELIABILITY_TESTS)" BUILD=$(BUILD) \
+		RC_TEST_TIMEOUT=$(if $(LONG),7200,600) tests/run.sh
+	@$(MAKE) --no-print-directory fuzz-smoke FUZZ_SECONDS=$(if $(LONG),300,10)
 
 # Run the suite without the dependency step (for a tree that is already set up).
 unit: all

@@ -4,11 +4,25 @@
 # Test programs: build/tests/test_* (C unit tests, harness.c) and tests/integration/*.sh,
 # tests/check/*.sh. Each prints TAP-style lines; a program that exits non-zero without
 # reporting a failure (a crash) counts as one failure of its own.
+#
+# RC_TEST_ONLY="glob glob ...": run only the programs and scripts whose name (without directory
+# and .sh) matches one of the shell globs, e.g. "reliability_* attack_scenarios" (make
+# test-reliability uses it). Unset: run everything.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 passed=0 failed=0 skipped=0
 failures=()
+
+selected() {
+    [ -z "${RC_TEST_ONLY:-}" ] && return 0
+    local g
+    for g in $RC_TEST_ONLY; do
+        # shellcheck disable=SC2254 # the pattern is meant to be a glob
+        case "$1" in $g) return 0 ;; esac
+    done
+    return 1
+}
 
 run_one() {
     local name=$1; shift
@@ -43,11 +57,13 @@ run_one() {
 
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
+    selected "$(basename "$t")" || continue
     run_one "$(basename "$t")" "$t"
 done
 for t in tests/check/*.sh tests/integration/*.sh; do
     [ -f "$t" ] || continue
     case "$t" in *_lib.sh) continue ;; esac # helpers sourced by the tests, not tests
+    selected "$(basename "$t" .sh)" || continue
     run_one "$(basename "$t" .sh)" env BUILD="$BUILD" bash "$t"
 done
 

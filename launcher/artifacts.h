@@ -16,7 +16,9 @@
 
 #include "err.h"
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #define RC_ARTIFACTS_DEFAULT_MAX_FILES       1000ULL
 #define RC_ARTIFACTS_DEFAULT_MAX_TOTAL_BYTES (100ULL << 20)
@@ -65,5 +67,15 @@ static inline void rc_artifacts_globs_freep(char ***globs)
  * exported (and fills *ret) or -RC_EINVAL (bad glob, dest exists), -RC_EIO. */
 int rc_artifacts_export(const char *workspace_dir, const char *const *globs, const char *dest_dir,
                         const rc_artifacts_limits *lim, rc_artifacts_report *ret, rc_error *err);
+
+/* The tarball form (artifacts_pack.c): dir packed into out_path as gzip-compressed POSIX tar
+ * (pax names over 100 bytes, owners 0/0), written as out_path.partial and renamed into place. */
+int rc_artifacts_pack(const char *dir, const char *out_path, rc_error *err);
+
+/* Remove the exports under root/<sesn_...>/ last modified before cutoff, and session
+ * directories left empty. Only export-shaped names are touched. Returns the number removed. */
+int rc_artifacts_prune(const char *root, time_t cutoff, rc_error *err);
+/* Whether name is one an export can have (a UTC time stamp, optionally .tar.gz). */
+bool rc_artifacts_is_export_name(const char *name);
 
 #endif

@@ -78,6 +78,9 @@ static const char help_text[] =
     "                                $RUNCELL_STATE_DIR/artifacts)\n"
     "  RUNCELL_ARTIFACTS_MAX_BYTES   size cap of one session's export, bytes with K/M/G\n"
     "                                (default 100M)\n"
+    "  RUNCELL_ARTIFACTS_FORMAT      dir (default) or tar: one <UTC time>.tar.gz per export\n"
+    "  RUNCELL_ARTIFACTS_KEEP_DAYS   delete exports older than this many days after each\n"
+    "                                export (default 0: keep them all)\n"
     "  RUNCELL_RUNC                  runc binary (default: runc on PATH)\n"
     "  RUNCELL_BROKER_HOSTS_FILE     test only: hosts-style name map for the egress proxy\n"
     "  RUNCELL_LOG_LEVEL             debug, info, warn, error\n"
@@ -281,6 +284,12 @@ static int load_artifacts(rc_launcher_config *c, rc_error *err)
         return r;
     if (!c->artifacts_max_bytes)
         c->artifacts_max_bytes = (int64_t)RC_ARTIFACTS_DEFAULT_MAX_TOTAL_BYTES;
+    if ((r = env_i64("RUNCELL_ARTIFACTS_KEEP_DAYS", 0, 36500, 0, &c->artifacts_keep_days, err)) < 0)
+        return r;
+    const char *fmt = env_str("RUNCELL_ARTIFACTS_FORMAT");
+    if (fmt && strcmp(fmt, "dir") && strcmp(fmt, "tar"))
+        return rc_error_set(err, RC_EINVAL, "RUNCELL_ARTIFACTS_FORMAT must be dir or tar");
+    c->artifacts_tar = fmt && !strcmp(fmt, "tar");
     return 0;
 }
 

@@ -20,7 +20,8 @@
  *   S/sessions/<sid>/work         environment id, work id, session token (0600, dir 0700)
  *   S/sessions/<sid>/api-audit.jsonl, egress-audit.jsonl   the broker's audit lines
  *   S/bundles, S/workspaces, S/runc, S/snapshots           the OCI module's (oci/bundle.h)
- *   S/artifacts/<sid>/<UTC time>/  files exported at session end (RUNCELL_ARTIFACTS) */
+ *   S/artifacts/<sid>/<UTC time>/  files exported at session end (RUNCELL_ARTIFACTS), or
+ *   S/artifacts/<sid>/<UTC time>.tar.gz with RUNCELL_ARTIFACTS_FORMAT=tar */
 #ifndef RUNCELL_LAUNCHER_H
 #define RUNCELL_LAUNCHER_H
 
@@ -76,6 +77,8 @@ typedef struct rc_launcher_config {
     const char *artifacts;        /* RUNCELL_ARTIFACTS: comma-separated globs; NULL: no export */
     char artifacts_dir[RC_LAUNCHER_PATH_MAX]; /* RUNCELL_ARTIFACTS_DIR, default S/artifacts */
     int64_t artifacts_max_bytes;              /* RUNCELL_ARTIFACTS_MAX_BYTES (default 100M) */
+    bool artifacts_tar;          /* RUNCELL_ARTIFACTS_FORMAT=tar: <UTC time>.tar.gz per export */
+    int64_t artifacts_keep_days; /* RUNCELL_ARTIFACTS_KEEP_DAYS: prune older exports; 0: never */
 } rc_launcher_config;
 
 /* ---- config.c ---------------------------------------------------------------------------- */

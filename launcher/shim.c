@@ -27,6 +27,7 @@
 #include "../oci/runc.h"
 #include "../oci/snapshot.h"
 #include "../oci/spec.h"
+#include "../oci/tar.h"
 #include "api.h"
 #include "artifacts.h"
 #include "cleanup.h"
@@ -462,17 +463,92 @@ static void stop_broker(shim *s, rc_apichan_stats *ret_stats)
     }
 }
 
+/* RUNCELL_ARTIFACTS_FORMAT=tar: the export directory becomes <dir>.tar.gz, and kept names what
+ * is left. On failure the directory stays (nothing is lost) and the failure is logged. */
+static void pack_export(const char *dir, char *kept, size_t kept_n)
+{
+    char tgz[RC_LAUNCHER_PATH_MAX + 16];
+    const char *leaf = strrchr(dir, '/');
+    rc_error e = {0};
+    snprintf(kept, kept_n, "%s", dir);
+    int n = snprintf(tgz, sizeof tgz, "%s.tar.gz", dir);
+    if (n < 0 || (size_t)n >= sizeof tgz || (size_t)n >= kept_n || !leaf) {
+        rc_log_error("artifacts: archive path too long, the directory is kept");
+        return;
+    }
+    if (rc_artifacts_pack(dir, tgz, &e) < 0) {
+        rc_log_error("artifacts: packing failed, the directory is kept: %s", e.msg);
+        return;
+    }
+    snprintf(kept, kept_n, "%s", tgz);
+    _cleanup_free_ char *parent = strndup(dir, (size_t)(leaf - dir));
+    _cleanup_close_ int pfd =
+        parent ? open(parent, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+    if (pfd < 0 || rc_tar_remove_tree(pfd, leaf + 1, &e) < 0)
+        rc_log_warn("artifacts: packed, but the directory %s could not be removed", dir);
+}
+
+/* RUNCELL_ARTIFACTS_KEEP_DAYS: drop every session's exports older than that. */
+static void prune_exports(const rc_launcher_config *c, time_t now)
+{
+    rc_error e = {0};
+    if (c->artifacts_keep_days <= 0)
+        return;
+    int n =
+        rc_artifacts_prune(c->artifacts_dir, now - (time_t)(c->artifacts_keep_days * 86400), &e);
+    if (n < 0)
+        rc_log_warn("artifacts: pruning old exports failed: %s", e.msg);
+    else if (n > 0)
+        rc_log_info("artifacts: pruned %d exports older than %lld days", n,
+                    (long long)c->artifacts_keep_days);
+}
+
+static void log_export(const rc_artifacts_report *rep, const char *kept)
+{
+    if (rep->files || rep->skipped)
+        rc_log_info(
+            "artifacts: %llu files, %llu bytes in %s; skipped %llu (symlink=%llu "
+            "special=%llu hardlink=%llu too_big=%llu over_cap=%llu depth=%llu error=%llu)%s",
+            (unsigned long long)rep->files, (unsigned long long)rep->bytes,
+            rep->files ? kept : "(nothing kept)", (unsigned long long)rep->skipped,
+            (unsigned long long)rep->skipped_symlink, (unsigned long long)rep->skipped_special,
+            (unsigned long long)rep->skipped_hardlink, (unsigned long long)rep->skipped_too_big,
+            (unsigned long long)rep->skipped_cap, (unsigned long long)rep->skipped_depth,
+            (unsigned long long)rep->skipped_error,
+            rep->walk_truncated ? " walk truncated at the entry cap" : "");
+}
+
+/* <artifacts dir>/<sid>/<UTC time> (the directories made), or -1 having logged why not. */
+static int export_dest(const rc_launcher_config *c, const char *sid, const struct timespec *now,
+                       char *dir, size_t dir_n)
+{
+    char stamp[32];
+    struct tm tm;
+    int n = snprintf(dir, dir_n, "%s/%s", c->artifacts_dir, sid), m;
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", gmtime_r(&now->tv_sec, &tm));
+    if (n < 0 || (size_t)n >= dir_n || (mkdir(c->artifacts_dir, 0700) < 0 && errno != EEXIST) ||
+        (mkdir(dir, 0700) < 0 && errno != EEXIST)) {
+        rc_log_error("artifacts: cannot make %s", c->artifacts_dir);
+        return -1;
+    }
+    m = snprintf(dir + n, dir_n - (size_t)n, "/%s.%03ldZ", stamp, now->tv_nsec / 1000000);
+    if (m < 0 || (size_t)m >= dir_n - (size_t)n) {
+        rc_log_error("artifacts: destination path too long");
+        return -1;
+    }
+    return 0;
+}
+
 /* RUNCELL_ARTIFACTS: copy the matching files out of the workspace into
- * <artifacts dir>/<sid>/<UTC time>/ while it is still mounted. Failures are logged only. */
+ * <artifacts dir>/<sid>/<UTC time>/ (or .tar.gz) while it is still mounted, then prune old
+ * exports. Failures are logged only. */
 static void export_artifacts(shim *s, rc_artifacts_report *rep)
 {
     const rc_launcher_config *c = s->cfg;
-    char dir[RC_LAUNCHER_PATH_MAX], stamp[32];
+    char dir[RC_LAUNCHER_PATH_MAX], kept[RC_LAUNCHER_PATH_MAX + 16];
     _cleanup_(rc_artifacts_globs_freep) char **globs = NULL;
     rc_error e = {0};
     struct timespec now;
-    struct tm tm;
-    int n, m;
 
     if (!c->artifacts || !s->bundle)
         return;
@@ -481,36 +557,19 @@ static void export_artifacts(shim *s, rc_artifacts_report *rep)
         return;
     }
     clock_gettime(CLOCK_REALTIME, &now);
-    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", gmtime_r(&now.tv_sec, &tm));
-    n = snprintf(dir, sizeof dir, "%s/%s", c->artifacts_dir, s->info.session_id);
-    if (n < 0 || (size_t)n >= sizeof dir ||
-        (mkdir(c->artifacts_dir, 0700) < 0 && errno != EEXIST) ||
-        (mkdir(dir, 0700) < 0 && errno != EEXIST)) {
-        rc_log_error("artifacts: cannot make %s", c->artifacts_dir);
+    if (export_dest(c, s->info.session_id, &now, dir, sizeof dir) < 0)
         return;
-    }
-    m = snprintf(dir + n, sizeof dir - (size_t)n, "/%s.%03ldZ", stamp, now.tv_nsec / 1000000);
-    if (m < 0 || (size_t)m >= sizeof dir - (size_t)n) {
-        rc_log_error("artifacts: destination path too long");
-        return;
-    }
     rc_artifacts_limits lim = {.max_total_bytes = (uint64_t)c->artifacts_max_bytes};
     if (rc_artifacts_export(rc_bundle_workspace_dir(s->bundle), (const char *const *)globs, dir,
                             &lim, rep, &e) < 0) {
         rc_log_error("artifacts: export failed: %s", e.msg);
         return;
     }
-    if (rep->files || rep->skipped)
-        rc_log_info(
-            "artifacts: %llu files, %llu bytes in %s; skipped %llu (symlink=%llu "
-            "special=%llu hardlink=%llu too_big=%llu over_cap=%llu depth=%llu error=%llu)%s",
-            (unsigned long long)rep->files, (unsigned long long)rep->bytes,
-            rep->files ? dir : "(nothing kept)", (unsigned long long)rep->skipped,
-            (unsigned long long)rep->skipped_symlink, (unsigned long long)rep->skipped_special,
-            (unsigned long long)rep->skipped_hardlink, (unsigned long long)rep->skipped_too_big,
-            (unsigned long long)rep->skipped_cap, (unsigned long long)rep->skipped_depth,
-            (unsigned long long)rep->skipped_error,
-            rep->walk_truncated ? " walk truncated at the entry cap" : "");
+    snprintf(kept, sizeof kept, "%s", dir);
+    if (rep->files && c->artifacts_tar)
+        pack_export(dir, kept, sizeof kept);
+    log_export(rep, kept);
+    prune_exports(c, now.tv_sec);
 }
 
 static void teardown(shim *s, const char *error)

@@ -240,6 +240,7 @@ typedef struct rc_em {
     rc_em_faults faults;
     uint64_t rng;
     struct rc_em_skills *skills; /* skills.c; NULL until the first skill is created */
+    struct rc_em_memory *memory; /* memory.c; NULL until the first memory store is created */
 
     rc_em_reqlog *reqlog; /* ring of RC_EM_REQLOG_MAX */
     uint64_t reqlog_seq;
@@ -294,6 +295,19 @@ void rc_emutil_merge_metadata(cJSON *dst, const cJSON *patch);
 
 /* ---- skills.c ---- */
 void rc_emskills_free(rc_em *em);
+
+/* ---- memory.c ---- */
+void rc_emmem_free(rc_em *em);
+/* A memory path (16.1): absolute, 1-20 segments, at most 1024 bytes, valid UTF-8 without
+ * control or format characters, no empty, `.` or `..` segments. -RC_EINVAL with the reason. */
+int rc_emmem_path_check(const char *p, size_t n, rc_error *err);
+/* A list path_prefix: "/" or a valid path followed by '/'. */
+int rc_emmem_prefix_check(const char *p, size_t n, rc_error *err);
+/* The mount-path slug of a store name: ASCII letters and digits lowercased, every run of other
+ * characters one '-', none leading or trailing. Returns its length (0: nothing usable). */
+size_t rc_emmem_slug(const char *name, char *out, size_t outsz);
+/* Whether the session has a memory_store resource for store_id. */
+bool rc_emmem_session_has_store(const rc_em_session *s, const char *store_id);
 
 /* ---- store.c ---- */
 int rc_emstore_init(rc_em *em, rc_error *err);

@@ -2,7 +2,9 @@
  * the scenario named in metadata.scenario), retrieve, list, update, archive, delete.
  *
  * A session holds a snapshot of its agent version; when it plays a scenario whose `agent.tools`
- * are given, those (resolved) tools replace the agent's (scenario.md §2). */
+ * are given, those (resolved) tools replace the agent's (scenario.md §2). Its `resources` are
+ * memory stores only, resolved by memory.c into the 8.1 shape (name, description, access,
+ * mount_path); the list filters on `memory_store_id`. */
 #include "server.h"
 
 #include "cleanup.h"
@@ -87,21 +89,6 @@ static int check_optional_fields(rc_em_ctx *c, const cJSON *b)
     v = cJSON_GetObjectItemCaseSensitive(b, "metadata");
     if (v && rc_emutil_check_metadata(v, false, &err) < 0)
         return rc_emsrv_bad(c, "%s", err.msg), -1;
-    v = cJSON_GetObjectItemCaseSensitive(b, "resources");
-    if (v && !cJSON_IsArray(v))
-        return rc_emsrv_bad(c, "resources: must be an array"), -1;
-    if (v && v->child) {
-        /* Self-hosted sessions take only memory stores (19.3), which are not emulated. */
-        const char *t = rc_emutil_jstr(v->child, "type");
-        if (t && strcmp(t, "memory_store") == 0)
-            return rc_emsrv_bad(c, "resources: memory stores are not supported by the emulator"),
-                   -1;
-        return rc_emsrv_bad(c,
-                            "resources: %s resources are not available on self-hosted "
-                            "environments",
-                            t ? t : "untyped"),
-               -1;
-    }
     v = cJSON_GetObjectItemCaseSensitive(b, "vault_ids");
     if (v && !cJSON_IsArray(v))
         return rc_emsrv_bad(c, "vault_ids: must be an array of strings"), -1;
@@ -153,7 +140,7 @@ static cJSON *session_metadata(const cJSON *b, const rc_em_scenario *sc)
 }
 
 static rc_em_session *session_new(const cJSON *b, rc_em_env *env, const cJSON *agent, cJSON *tools,
-                                  const rc_em_scenario *sc, rc_error *err)
+                                  const rc_em_scenario *sc, cJSON **resources, rc_error *err)
 {
     rc_em_session *s = calloc(1, sizeof(*s));
     const char *title = rc_emutil_jstr(b, "title");
@@ -167,8 +154,7 @@ static rc_em_session *session_new(const cJSON *b, rc_em_env *env, const cJSON *a
     s->agent = agent_snapshot(agent, tools);
     s->metadata = session_metadata(b, sc);
     s->title = title ? strdup(title) : NULL;
-    if ((v = cJSON_GetObjectItemCaseSensitive(b, "resources")))
-        s->resources = cJSON_Duplicate(v, 1);
+    s->resources = take_ptr(*resources); /* resolved memory_store resources (memory.c) */
     if ((v = cJSON_GetObjectItemCaseSensitive(b, "vault_ids")))
         s->vault_ids = cJSON_Duplicate(v, 1);
     if ((v = cJSON_GetObjectItemCaseSensitive(b, "budget")))
@@ -185,6 +171,7 @@ int rc_emroute_session_create(rc_em_ctx *c)
     rc_em_env *env;
     rc_em_scenario *sc;
     cJSON *tools = NULL, *echoes;
+    _cleanup_json_ cJSON *resources = NULL;
     rc_em_session *s;
     rc_em_call *calls[64] = {0};
     rc_error err = {0};
@@ -199,6 +186,10 @@ int rc_emroute_session_create(rc_em_ctx *c)
     if (!env_id)
         return rc_emsrv_bad(c, "environment_id: required, a string");
     if (check_optional_fields(c, b) < 0)
+        return 0;
+    /* Self-hosted sessions take only memory stores (19.3), resolved to the 8.1 shape. */
+    if (rc_emmem_session_resources(c, cJSON_GetObjectItemCaseSensitive(b, "resources"),
+                                   &resources) < 0)
         return 0;
     if (!(agent = resolve_agent(c, cJSON_GetObjectItemCaseSensitive(b, "agent"))))
         return 0;
@@ -215,10 +206,11 @@ int rc_emroute_session_create(rc_em_ctx *c)
     if (find_scenario(c, b, &sc, &tools) < 0)
         return 0;
     /* Everything is checked: from here on the request changes state. */
-    s = session_new(b, env, agent, tools, sc, &err);
+    s = session_new(b, env, agent, tools, sc, &resources, &err);
     cJSON_Delete(tools);
     if (!s || rc_emstore_session_add(c->em, s, &err) < 0) {
         if (s) {
+            cJSON_Delete(s->resources);
             cJSON_Delete(s->agent);
             cJSON_Delete(s->metadata);
             free(s->title);
@@ -254,6 +246,7 @@ int rc_emroute_session_get(rc_em_ctx *c)
 int rc_emroute_session_list(rc_em_ctx *c)
 {
     _cleanup_free_ rc_em_session **sel = calloc(c->em->nsessions + 1, sizeof(*sel));
+    const char *store = rc_emsrv_query(c, "memory_store_id"); /* filter (SDK list param) */
     size_t n = 0, start, count;
     char *next;
     cJSON *items;
@@ -261,7 +254,8 @@ int rc_emroute_session_list(rc_em_ctx *c)
     if (!sel)
         return rc_emsrv_internal(c, NULL);
     for (size_t i = 0; i < c->em->nsessions; i++)
-        if (!c->em->sessions[i]->deleted)
+        if (!c->em->sessions[i]->deleted &&
+            (!store || rc_emmem_session_has_store(c->em->sessions[i], store)))
             sel[n++] = c->em->sessions[i];
     if (rc_emsrv_page(c, n, &start, &count, &next) < 0)
         return 0;

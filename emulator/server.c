@@ -27,16 +27,20 @@
 
 #define BETA_HEADER        "managed-agents-2026-04-01"
 #define BETA_HEADER_LEGACY "environments-2026-03-01"
+#define BETA_HEADER_MEMORY "agent-memory-2026-07-22"
 #define LOG_BODY_MAX       4096
 
 enum route_flags {
-    ROUTE_BETA = 1,  /* requires anthropic-beta: managed-agents-2026-04-01 */
-    ROUTE_ADMIN = 2, /* /_emulator/v1: API key, no beta, not logged, no faults */
+    ROUTE_BETA = 1,        /* requires anthropic-beta: managed-agents-2026-04-01 */
+    ROUTE_ADMIN = 2,       /* /_emulator/v1: API key, no beta, not logged, no faults */
+    ROUTE_BETA_MEMORY = 4, /* requires agent-memory-2026-07-22 (or managed-agents-2026-04-01) */
 };
 
 #define ANY_CRED (RC_EM_CRED_API_KEY | RC_EM_CRED_ENV_KEY | RC_EM_CRED_TOKEN)
 #define API      RC_EM_CRED_API_KEY
 #define API_ENV  (RC_EM_CRED_API_KEY | RC_EM_CRED_ENV_KEY)
+#define API_TOK  (RC_EM_CRED_API_KEY | RC_EM_CRED_TOKEN)
+#define MEMBETA  ROUTE_BETA_MEMORY
 
 typedef struct route {
     const char *method;
@@ -78,15 +82,27 @@ static const route routes[] = {
     {"GET", "/v1/sessions/*/events", ANY_CRED, ROUTE_BETA, rc_emroute_events_list},
     {"POST", "/v1/sessions/*/events", ANY_CRED, ROUTE_BETA, rc_emroute_events_send},
     {"GET", "/v1/sessions/*/events/stream", ANY_CRED, ROUTE_BETA, rc_emroute_events_stream},
-    /* Skills (skills.c): any credential, no beta header (15.2, 22.4). Memory stores are not
-     * emulated yet. */
+    /* Skills (skills.c): any credential, no beta header (15.2, 22.4). */
     {"GET", "/v1/skills/*/versions", ANY_CRED, 0, rc_emroute_skill_versions_list},
     {"GET", "/v1/skills/*/versions/*", ANY_CRED, 0, rc_emroute_skill_version_get},
     {"GET", "/v1/skills/*/versions/*/content", ANY_CRED, 0, rc_emroute_skill_content},
     {"GET", "/v1/skills/**", ANY_CRED, 0, rc_emroute_not_supported},
-    {"GET", "/v1/memory_stores/**", API | RC_EM_CRED_TOKEN, 0, rc_emroute_not_supported},
-    {"POST", "/v1/memory_stores/**", API | RC_EM_CRED_TOKEN, 0, rc_emroute_not_supported},
-    {"DELETE", "/v1/memory_stores/**", API | RC_EM_CRED_TOKEN, 0, rc_emroute_not_supported},
+    /* Memory stores (memory.c, 16): the API key, or a sessions token for stores attached to its
+     * session; the environment key is refused here (403, 3.2). */
+    {"POST", "/v1/memory_stores", API, MEMBETA, rc_emroute_memstore_create},
+    {"GET", "/v1/memory_stores", API, MEMBETA, rc_emroute_memstore_list},
+    {"GET", "/v1/memory_stores/*", API_TOK, MEMBETA, rc_emroute_memstore_get},
+    {"POST", "/v1/memory_stores/*", API, MEMBETA, rc_emroute_memstore_update},
+    {"DELETE", "/v1/memory_stores/*", API, MEMBETA, rc_emroute_memstore_delete},
+    {"POST", "/v1/memory_stores/*/archive", API, MEMBETA, rc_emroute_memstore_archive},
+    {"GET", "/v1/memory_stores/*/memories", API_TOK, MEMBETA, rc_emroute_memory_list},
+    {"POST", "/v1/memory_stores/*/memories", API_TOK, MEMBETA, rc_emroute_memory_create},
+    {"GET", "/v1/memory_stores/*/memories/*", API_TOK, MEMBETA, rc_emroute_memory_get},
+    {"POST", "/v1/memory_stores/*/memories/*", API_TOK, MEMBETA, rc_emroute_memory_update},
+    {"DELETE", "/v1/memory_stores/*/memories/*", API_TOK, MEMBETA, rc_emroute_memory_delete},
+    {"GET", "/v1/memory_stores/**", API_TOK, MEMBETA, rc_emroute_not_supported},
+    {"POST", "/v1/memory_stores/**", API_TOK, MEMBETA, rc_emroute_not_supported},
+    {"DELETE", "/v1/memory_stores/**", API_TOK, MEMBETA, rc_emroute_not_supported},
     {"POST", "/_emulator/v1/scenarios", API, ROUTE_ADMIN, rc_emadmin_scenario_put},
     {"POST", "/_emulator/v1/skills", API, ROUTE_ADMIN, rc_emadmin_skill_create},
     {"POST", "/_emulator/v1/environments/*/keys", API, ROUTE_ADMIN, rc_emadmin_key_mint},
@@ -483,7 +499,10 @@ static int resolve_auth(rc_em_ctx *c)
     return 0;
 }
 
-static bool beta_ok(rc_em_ctx *c)
+/* Whether anthropic-beta lists the route's beta: managed-agents-2026-04-01 (also the legacy
+ * value with --lenient-beta); memory routes take agent-memory-2026-07-22 or, as the SDK
+ * documents, managed-agents-2026-04-01. */
+static bool beta_ok(rc_em_ctx *c, bool memory)
 {
     const char *h = rc_emsrv_header(c, "anthropic-beta");
     const char *p = h;
@@ -501,6 +520,7 @@ static bool beta_ok(rc_em_ctx *c)
         while (n && p[n - 1] == ' ')
             n--;
         if ((n == strlen(BETA_HEADER) && strncmp(p, BETA_HEADER, n) == 0) ||
+            (memory && n == strlen(BETA_HEADER_MEMORY) && strncmp(p, BETA_HEADER_MEMORY, n) == 0) ||
             (c->em->cfg.lenient_beta && n == strlen(BETA_HEADER_LEGACY) &&
              strncmp(p, BETA_HEADER_LEGACY, n) == 0))
             return true;
@@ -522,9 +542,14 @@ static int check_headers(rc_em_ctx *c, const route *rt)
         rc_log_warn("requests without anthropic-version are accepted (first: %s %s)", c->method,
                     c->req->url);
     }
-    if ((rt->flags & ROUTE_BETA) && !beta_ok(c)) {
+    if ((rt->flags & ROUTE_BETA) && !beta_ok(c, false)) {
         rc_emsrv_bad(c, "anthropic-beta: this endpoint requires the beta header \"%s\"",
                      BETA_HEADER);
+        return -1;
+    }
+    if ((rt->flags & ROUTE_BETA_MEMORY) && !beta_ok(c, true)) {
+        rc_emsrv_bad(c, "anthropic-beta: this endpoint requires the beta header \"%s\"",
+                     BETA_HEADER_MEMORY);
         return -1;
     }
     return 0;

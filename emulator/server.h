@@ -136,6 +136,17 @@ int rc_emroute_skill_versions_list(rc_em_ctx *c);
 int rc_emroute_skill_version_get(rc_em_ctx *c);
 int rc_emroute_skill_content(rc_em_ctx *c);
 int rc_emadmin_skill_create(rc_em_ctx *c);
+int rc_emroute_memstore_create(rc_em_ctx *c);
+int rc_emroute_memstore_list(rc_em_ctx *c);
+int rc_emroute_memstore_get(rc_em_ctx *c);
+int rc_emroute_memstore_update(rc_em_ctx *c);
+int rc_emroute_memstore_delete(rc_em_ctx *c);
+int rc_emroute_memstore_archive(rc_em_ctx *c);
+int rc_emroute_memory_list(rc_em_ctx *c);
+int rc_emroute_memory_create(rc_em_ctx *c);
+int rc_emroute_memory_get(rc_em_ctx *c);
+int rc_emroute_memory_update(rc_em_ctx *c);
+int rc_emroute_memory_delete(rc_em_ctx *c);
 int rc_emadmin_scenario_put(rc_em_ctx *c);
 int rc_emadmin_key_mint(rc_em_ctx *c);
 int rc_emadmin_key_revoke(rc_em_ctx *c);
@@ -161,6 +172,11 @@ int rc_emroute_events_check(rc_em_ctx *c, rc_em_session *s, const cJSON *events,
 /* Apply checked events in order, appending the echo of each to echoes. */
 int rc_emroute_events_apply(rc_em_ctx *c, rc_em_session *s, const cJSON *events, rc_em_call **calls,
                             cJSON *echoes, rc_error *err);
+
+/* memory.c: resolve a session create's `resources` (memory stores only, 19.3) into the 8.1
+ * shape (name, description, access, mount_path filled). *ret NULL when absent; -1 after filling
+ * a 400/404. */
+int rc_emmem_session_resources(rc_em_ctx *c, const cJSON *in, cJSON **ret);
 
 /* sse.c: open a stream on s into c->resp.stream (registering the subscriber first, 9.2.8). */
 int rc_emsse_open(rc_em_ctx *c, rc_em_session *s);

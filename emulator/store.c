@@ -98,6 +98,7 @@ void rc_emstore_free(rc_em *em)
         free(em->creds[i]);
     }
     rc_emskills_free(em);
+    rc_emmem_free(em);
     for (size_t i = 0; i < em->nscenarios; i++) {
         free(em->scenarios[i].name);
         rc_emstore_scenario_unref(em->scenarios[i].s);

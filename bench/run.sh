@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/run.sh [NAME...] - runs the benchmarks (`make bench`): tool_roundtrip, container_start,
-# egress, webhook, cold_start, sessions, or the named ones, one after the other, and writes every
+# egress, egress_tls, webhook, cold_start, sessions, or the named ones, one after the other, and writes every
 # result row into one markdown table, $BUILD/bench/results.md (or $BENCH_OUT/results.md), headed
 # by the machine, its load and the commit. Each figure sits next to its anchor measured in the
 # same run, with the ratio runcell / anchor, the target and whether it was met. A missed target
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.." || exit 1
 
 BUILD=${BUILD:-build}
 OUT=${BENCH_OUT:-$BUILD/bench}
-ALL=(tool_roundtrip container_start egress webhook cold_start sessions)
+ALL=(tool_roundtrip container_start egress egress_tls webhook cold_start sessions)
 DOC=docs/BENCHMARKS.md
 export BUILD BENCH_OUT=$OUT
 

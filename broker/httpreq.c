@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -133,6 +134,29 @@ static int parse_absolute(char *t, size_t n, rc_httpreq *r, int *status, rc_erro
     return 0;
 }
 
+/* Origin form inside an intercepted tunnel: "/path[?query]". */
+static int parse_origin(char *t, size_t n, rc_httpreq *r, int *status, rc_error *err)
+{
+    rc_error perr = {0};
+    char *q;
+
+    if (t[0] != '/')
+        return refuse(status, 400, err, "inside a tunnel the request target must be /path");
+    if (memchr(t, '#', n))
+        return refuse(status, 400, err, "request target holds a fragment");
+    q = strchr(t, '?');
+    if (q) {
+        *q = '\0';
+        r->query = q + 1;
+        r->query_len = strlen(q + 1);
+    }
+    r->path = t;
+    r->path_len = strlen(t);
+    if (rc_policy_path_check(r->path, r->path_len, &perr) < 0)
+        return refuse(status, 400, err, perr.msg);
+    return 0;
+}
+
 /* ---- the request line ---- */
 
 static int parse_request_line(char *line, rc_httpreq *r, int *status, rc_error *err)
@@ -169,6 +193,11 @@ static int parse_request_line(char *line, rc_httpreq *r, int *status, rc_error *
             return refuse(status, 400, err, "request target holds a bad byte");
     if (strcmp(r->method, "TRACE") == 0 || strcmp(r->method, "TRACK") == 0)
         return refuse(status, 405, err, "TRACE is refused (it would reflect injected headers)");
+    if (r->form == RC_HTTPREQ_ORIGIN) {
+        if (strcmp(r->method, "CONNECT") == 0)
+            return refuse(status, 405, err, "CONNECT inside an intercepted tunnel");
+        return parse_origin(target, tlen, r, status, err);
+    }
     if (strcmp(r->method, "CONNECT") == 0) {
         r->form = RC_HTTPREQ_CONNECT;
         return parse_authority(target, tlen, r, true, status, err);
@@ -314,10 +343,15 @@ static int check_host_header(const rc_httpreq *r, int *status, rc_error *err)
 
     if (header_count(r, "host") > 1)
         return refuse(status, 400, err, "repeated Host header");
+    if (!h && r->form == RC_HTTPREQ_ORIGIN)
+        return refuse(status, 400, err, "a request inside a tunnel needs a Host header");
     if (!h || r->form == RC_HTTPREQ_CONNECT)
         return 0;
-    if (parse_authority(h->value, h->value_len, &tmp, false, &st, NULL) < 0 ||
-        strcmp(tmp.host, r->host) != 0 || tmp.port != r->port)
+    if (parse_authority(h->value, h->value_len, &tmp, false, &st, NULL) < 0)
+        return refuse(status, 400, err, "Host header does not match the request target");
+    if (r->form == RC_HTTPREQ_ORIGIN && !tmp.port_explicit)
+        tmp.port = 443; /* inside a TLS tunnel the default port is https's */
+    if (strcmp(tmp.host, r->host) != 0 || tmp.port != r->port)
         return refuse(status, 400, err, "Host header does not match the request target");
     return 0;
 }
@@ -363,9 +397,10 @@ static int parse_lines(char *store, size_t head_len, rc_httpreq *r, int *status,
     return 0;
 }
 
-int rc_httpreq_parse(const char *data, size_t len, rc_httpreq *ret, int *ret_status, rc_error *err)
+static int parse_head(const char *data, size_t len, rc_httpreq *preset, rc_httpreq *ret,
+                      int *ret_status, rc_error *err)
 {
-    _cleanup_(rc_httpreq_free) rc_httpreq r = {0};
+    _cleanup_(rc_httpreq_free) rc_httpreq r = *preset;
     size_t head_len;
     bool bare_lf;
     int rc;
@@ -399,6 +434,27 @@ int rc_httpreq_parse(const char *data, size_t len, rc_httpreq *ret, int *ret_sta
     *ret = r;
     r.store = NULL;
     return 1;
+}
+
+int rc_httpreq_parse(const char *data, size_t len, rc_httpreq *ret, int *ret_status, rc_error *err)
+{
+    rc_httpreq preset = {0};
+    return parse_head(data, len, &preset, ret, ret_status, err);
+}
+
+int rc_httpreq_parse_origin(const char *data, size_t len, const char *host, unsigned port,
+                            rc_httpreq *ret, int *ret_status, rc_error *err)
+{
+    rc_httpreq preset = {.form = RC_HTTPREQ_ORIGIN, .port = port, .port_explicit = true};
+    unsigned char tmp[16];
+
+    if (strlen(host) > RC_POLICY_HOST_MAX) {
+        *ret_status = 400;
+        return rc_error_set(err, RC_EINVAL, "tunnel host too long");
+    }
+    snprintf(preset.host, sizeof preset.host, "%s", host);
+    preset.host_is_ip = inet_pton(AF_INET, host, tmp) == 1 || inet_pton(AF_INET6, host, tmp) == 1;
+    return parse_head(data, len, &preset, ret, ret_status, err);
 }
 
 void rc_httpreq_free(rc_httpreq *r)

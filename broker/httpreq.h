@@ -24,7 +24,8 @@
 #define RC_HTTPREQ_HEADERS_MAX 100u
 #define RC_HTTPREQ_METHOD_MAX  32u
 
-enum rc_httpreq_form { RC_HTTPREQ_CONNECT, RC_HTTPREQ_ABSOLUTE };
+/* ORIGIN: a request read inside an intercepted CONNECT tunnel (rc_httpreq_parse_origin). */
+enum rc_httpreq_form { RC_HTTPREQ_CONNECT, RC_HTTPREQ_ABSOLUTE, RC_HTTPREQ_ORIGIN };
 enum rc_httpreq_body { RC_HTTPREQ_BODY_NONE, RC_HTTPREQ_BODY_LENGTH, RC_HTTPREQ_BODY_CHUNKED };
 
 typedef struct rc_httpreq {
@@ -35,7 +36,7 @@ typedef struct rc_httpreq {
     unsigned port;      /* CONNECT: as given; absolute form: as given or 80 */
     bool port_explicit; /* the target named a port */
     int version_minor;  /* HTTP/1.<minor>: 0 or 1 */
-    const char *path;   /* absolute form: origin path without the query ("/" when empty) */
+    const char *path;   /* absolute and origin form: path without the query ("/" when empty) */
     size_t path_len;
     const char *query; /* absolute form: after '?', NULL when there is none */
     size_t query_len;
@@ -52,6 +53,11 @@ typedef struct rc_httpreq {
  * with *ret_status set to the HTTP status to answer (400, 405, 431, 501) and err holding the
  * reason. *ret is untouched unless 1 is returned. */
 int rc_httpreq_parse(const char *data, size_t len, rc_httpreq *ret, int *ret_status, rc_error *err);
+/* The same for a request read inside an intercepted `CONNECT host:port` tunnel: the target must
+ * be origin form (`/path[?query]`), CONNECT is refused, and a Host header is required and must
+ * name host and port (an omitted port means 443). ret->host / ret->port are the tunnel's. */
+int rc_httpreq_parse_origin(const char *data, size_t len, const char *host, unsigned port,
+                            rc_httpreq *ret, int *ret_status, rc_error *err);
 void rc_httpreq_free(rc_httpreq *r);
 
 /* The first header named lname (lowercase), or NULL. */

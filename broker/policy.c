@@ -646,10 +646,24 @@ static int parse_response(pctx *c, const cJSON *v, rc_policy_rule *rule)
     return 0;
 }
 
+static int parse_forward(pctx *c, const cJSON *v, rc_policy_rule *rule)
+{
+    rc_error e = {0};
+    int r = want_type(c, v, cJSON_IsString(v), "an https:// URL string");
+    if (r < 0)
+        return r;
+    r = rc_policy_forward_url_parse(v->valuestring, rule, &e);
+    if (r == -RC_ENOMEM)
+        return perr(c, RC_ENOMEM, "out of memory");
+    if (r < 0)
+        return perr(c, -r, "%s", e.msg);
+    return 0;
+}
+
 static int parse_rule(pctx *c, const cJSON *v, rc_policy_rule *rule)
 {
     static const char *const known[] = {"match", "transform", "response", "forwardURL", NULL};
-    const cJSON *m, *t, *resp;
+    const cJSON *m, *t, *resp, *fwd;
     size_t mark;
     int r;
 
@@ -659,14 +673,12 @@ static int parse_rule(pctx *c, const cJSON *v, rc_policy_rule *rule)
     r = check_members(c, v, known, NULL);
     if (r < 0)
         return r;
-    if (cJSON_GetObjectItemCaseSensitive(v, "forwardURL"))
-        return perr(c, RC_EINVAL,
-                    "\"forwardURL\" is not supported (request forwarding is not implemented); "
-                    "use \"transform\" or \"response\"");
     t = cJSON_GetObjectItemCaseSensitive(v, "transform");
     resp = cJSON_GetObjectItemCaseSensitive(v, "response");
-    if (!t == !resp)
-        return perr(c, RC_EINVAL, "a rule needs exactly one of \"transform\" and \"response\"");
+    fwd = cJSON_GetObjectItemCaseSensitive(v, "forwardURL");
+    if ((t != NULL) + (resp != NULL) + (fwd != NULL) != 1)
+        return perr(c, RC_EINVAL,
+                    "a rule needs exactly one of \"transform\", \"response\" and \"forwardURL\"");
     if ((m = cJSON_GetObjectItemCaseSensitive(v, "match"))) {
         mark = jp_key(c, "match");
         r = parse_match(c, m, rule);
@@ -674,8 +686,10 @@ static int parse_rule(pctx *c, const cJSON *v, rc_policy_rule *rule)
             return r;
         jp_pop(c, mark);
     }
-    mark = jp_key(c, t ? "transform" : "response");
-    r = t ? parse_transform(c, t, rule) : parse_response(c, resp, rule);
+    mark = jp_key(c, t ? "transform" : resp ? "response" : "forwardURL");
+    r = t      ? parse_transform(c, t, rule)
+        : resp ? parse_response(c, resp, rule)
+               : parse_forward(c, fwd, rule);
     if (r < 0)
         return r;
     jp_pop(c, mark);
@@ -713,6 +727,9 @@ static void rule_free(rc_policy_rule *r)
     free(r->resp_headers);
     free(r->content_type);
     free(r->body);
+    free(r->fwd_url);
+    free(r->fwd_host);
+    free(r->fwd_path);
 }
 
 /* ---- domains ---- */
@@ -1181,10 +1198,17 @@ static cJSON *describe_rule(const rc_policy_rule *r)
     cJSON *o = cJSON_CreateObject(), *names;
     if (!o)
         return NULL;
-    if (!cJSON_AddStringToObject(
-            o, "action", r->action == RC_POLICY_ACTION_TRANSFORM ? "transform" : "response") ||
+    if (!cJSON_AddStringToObject(o, "action",
+                                 r->action == RC_POLICY_ACTION_TRANSFORM  ? "transform"
+                                 : r->action == RC_POLICY_ACTION_RESPONSE ? "response"
+                                                                          : "forwardURL") ||
         !cJSON_AddBoolToObject(o, "match", r->has_match))
         goto fail;
+    if (r->action == RC_POLICY_ACTION_FORWARD) {
+        if (!cJSON_AddStringToObject(o, "forwardURL", r->fwd_url))
+            goto fail;
+        return o;
+    }
     if (r->action == RC_POLICY_ACTION_RESPONSE) {
         if (!cJSON_AddNumberToObject(o, "status", r->status))
             goto fail;
@@ -1768,4 +1792,104 @@ int rc_policy_query_parse(const char *q, size_t len, rc_policy_query *ret, rc_er
     out.store = take_ptr(store);
     *ret = out;
     return 0;
+}
+
+/* ---- forwardURL ---- */
+
+static int forward_url_fail(rc_policy_rule *rule, rc_error *err, int code, const char *why)
+{
+    free(rule->fwd_url);
+    free(rule->fwd_host);
+    free(rule->fwd_path);
+    rule->fwd_url = rule->fwd_host = rule->fwd_path = NULL;
+    return rc_error_set(err, code, "%s", why);
+}
+
+static int forward_url_port(const char *p, size_t n, unsigned *ret)
+{
+    unsigned v = 0;
+    if (n == 0 || n > 5 || p[0] == '0')
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (unsigned)(p[i] - '0');
+    }
+    if (v == 0 || v > 65535)
+        return -1;
+    *ret = v;
+    return 0;
+}
+
+int rc_policy_forward_url_parse(const char *url, rc_policy_rule *rule, rc_error *err)
+{
+    const char *auth, *rest, *host, *port = NULL, *hend;
+    size_t n = strlen(url);
+    rc_error perr_ = {0};
+
+    if (n > RC_POLICY_URL_MAX)
+        return rc_error_set(err, RC_EINVAL, "a forward URL is at most %u bytes", RC_POLICY_URL_MAX);
+    if (strncmp(url, "https://", 8) != 0)
+        return rc_error_set(err, RC_EINVAL, "a forward URL must start with https://");
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)url[i] <= 0x20 || (unsigned char)url[i] >= 0x7f || url[i] == '"' ||
+            url[i] == '\\')
+            return rc_error_set(err, RC_EINVAL, "a forward URL holds a byte that is not allowed");
+    if (strpbrk(url, "?#"))
+        return rc_error_set(err, RC_EINVAL, "a forward URL has no query or fragment");
+    auth = url + 8;
+    rest = auth + strcspn(auth, "/");
+    if (memchr(auth, '@', (size_t)(rest - auth)))
+        return rc_error_set(err, RC_EINVAL, "a forward URL has no userinfo");
+    host = auth;
+    if (*auth == '[') {
+        const char *close = memchr(auth, ']', (size_t)(rest - auth));
+        if (!close)
+            return rc_error_set(err, RC_EINVAL, "a forward URL has a bad IPv6 literal");
+        host = auth + 1;
+        hend = close;
+        if (close + 1 < rest) {
+            if (close[1] != ':')
+                return rc_error_set(err, RC_EINVAL, "a forward URL has a bad IPv6 literal");
+            port = close + 2;
+        }
+    } else {
+        hend = memchr(auth, ':', (size_t)(rest - auth));
+        if (hend)
+            port = hend + 1;
+        else
+            hend = rest;
+    }
+    if (hend == host || (size_t)(hend - host) > RC_POLICY_HOST_MAX)
+        return rc_error_set(err, RC_EINVAL, "a forward URL needs a host");
+    rule->fwd_port = 443;
+    if (port && forward_url_port(port, (size_t)(rest - port), &rule->fwd_port) < 0)
+        return rc_error_set(err, RC_EINVAL, "a forward URL has a bad port");
+    rule->fwd_url = strdup(url);
+    rule->fwd_host = strndup(host, (size_t)(hend - host));
+    rule->fwd_path = strdup(*rest ? rest : "/");
+    if (!rule->fwd_url || !rule->fwd_host || !rule->fwd_path)
+        return forward_url_fail(rule, err, RC_ENOMEM, "out of memory");
+    lowercase(rule->fwd_host);
+    rule->fwd_host_is_ip = is_ip_literal(rule->fwd_host);
+    if (*auth == '[' && !strchr(rule->fwd_host, ':'))
+        return forward_url_fail(rule, err, RC_EINVAL, "a forward URL has a bad IPv6 literal");
+    if (!rule->fwd_host_is_ip && !rc_policy_hostname_valid(rule->fwd_host))
+        return forward_url_fail(rule, err, RC_EINVAL, "a forward URL has a bad host name");
+    if (rc_policy_path_check(rule->fwd_path, strlen(rule->fwd_path), &perr_) < 0)
+        return forward_url_fail(rule, err, RC_EINVAL,
+                                "a forward URL has a path that is not allowed");
+    rule->action = RC_POLICY_ACTION_FORWARD;
+    return 0;
+}
+
+bool rc_policy_has_forward(const rc_policy *p)
+{
+    for (size_t i = 0; i < rc_policy_domain_count(p); i++) {
+        const rc_policy_domain *d = rc_policy_domain_at(p, i);
+        for (size_t j = 0; j < d->n_rules; j++)
+            if (d->rules[j].action == RC_POLICY_ACTION_FORWARD)
+                return true;
+    }
+    return false;
 }

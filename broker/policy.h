@@ -14,8 +14,9 @@
  *   2. rc_policy_check_addr: after resolving, may this address be dialled? subnets.deny refuses,
  *      subnets.allow permits, then the SSRF guard refuses the host's own addresses, loopback,
  *      private, link-local (169.254.169.254), CGNAT, multicast and reserved ranges.
- *   3. rc_policy_match_request (plain HTTP only): the first rule of the domain whose match
- *      matches decides (transform or response); no rule matching forwards the request unchanged.
+ *   3. rc_policy_match_request (plain HTTP, or HTTPS intercepted with the session CA): the first
+ *      rule of the domain whose match matches decides (transform, response or forwardURL); no rule
+ *      matching forwards the request unchanged.
  * Helpers for the request side (path hardening, query parsing) live here too so they are unit
  * tested without sockets. The structs below are read-only views built by the parser. */
 #ifndef RUNCELL_BROKER_POLICY_H
@@ -66,7 +67,13 @@ typedef struct rc_policy_header {
     char *value;
 } rc_policy_header;
 
-enum rc_policy_action { RC_POLICY_ACTION_TRANSFORM, RC_POLICY_ACTION_RESPONSE };
+enum rc_policy_action {
+    RC_POLICY_ACTION_TRANSFORM,
+    RC_POLICY_ACTION_RESPONSE,
+    RC_POLICY_ACTION_FORWARD /* forwardURL */
+};
+
+#define RC_POLICY_URL_MAX 512u /* forwardURL */
 
 typedef struct rc_policy_rule {
     bool has_match; /* false: the rule matches every request to the domain */
@@ -89,6 +96,12 @@ typedef struct rc_policy_rule {
     size_t body_len;
     rc_policy_header *resp_headers;
     size_t n_resp_headers;
+    /* forwardURL: "https://host[:port][/path]", no userinfo, query or fragment */
+    char *fwd_url;  /* as written */
+    char *fwd_host; /* lowercased; an IPv6 literal without brackets */
+    bool fwd_host_is_ip;
+    unsigned fwd_port; /* 443 unless given */
+    char *fwd_path;    /* "/" when absent */
 } rc_policy_rule;
 
 enum rc_policy_domain_kind {
@@ -129,6 +142,8 @@ static inline void rc_policy_freep(rc_policy **p)
 int rc_policy_mode(const rc_policy *p);
 /* True when the policy has a "*" entry (every name allowed). */
 bool rc_policy_has_catch_all(const rc_policy *p);
+/* True when some rule is a forwardURL rule (the proxy then needs a forward key). */
+bool rc_policy_has_forward(const rc_policy *p);
 size_t rc_policy_domain_count(const rc_policy *p);
 /* The domain entries in declaration order (NULL for i out of range). */
 const rc_policy_domain *rc_policy_domain_at(const rc_policy *p, size_t i);
@@ -205,6 +220,11 @@ typedef struct rc_policy_query {
 
 int rc_policy_query_parse(const char *q, size_t len, rc_policy_query *ret, rc_error *err);
 void rc_policy_query_free(rc_policy_query *q);
+
+/* Parse a forwardURL value strictly: https only, a valid host name or IP literal, an optional
+ * port, an optional path that passes rc_policy_path_check, no userinfo, query or fragment, at most
+ * RC_POLICY_URL_MAX bytes. Fills rule->fwd_*; the reason for a refusal is in err. */
+int rc_policy_forward_url_parse(const char *url, rc_policy_rule *rule, rc_error *err);
 
 /* Parse "a.b.c.d/n" or "x:y::/n" (strict: prefix required, no host bits set). */
 int rc_policy_cidr_parse(const char *s, rc_policy_cidr *ret, rc_error *err);

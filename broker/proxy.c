@@ -11,14 +11,18 @@
 #include "proxy.h"
 
 #include "buf.h"
+#include "ca.h"
 #include "cleanup.h"
+#include "forward.h"
 #include "httpreq.h"
 #include "log.h"
 #include "resolve.h"
+#include "scan.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ifaddrs.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -41,7 +45,21 @@
 #define OWN_REFRESH_MS 2000u
 #define EPOLL_BATCH    64
 
-enum state { S_HEAD, S_RESOLVE, S_CONNECT, S_TLS, S_RELAY, S_FLUSH, S_DRAIN, S_CLOSED };
+/* S_ACK, S_CL_TLS and S_IHEAD belong to an intercepted CONNECT: the 200 goes out, the client's
+ * TLS handshake is answered with a leaf from the session CA, and the request inside is read. */
+enum state {
+    S_HEAD,
+    S_ACK,
+    S_CL_TLS,
+    S_IHEAD,
+    S_RESOLVE,
+    S_CONNECT,
+    S_TLS,
+    S_RELAY,
+    S_FLUSH,
+    S_DRAIN,
+    S_CLOSED
+};
 
 struct conn;
 
@@ -58,6 +76,22 @@ typedef struct conn {
     endpoint cl, up;
     SSL *ssl;
     int ssl_rd_want, ssl_wr_want; /* EPOLLIN / EPOLLOUT the last SSL call asked for, or 0 */
+    SSL *cl_ssl;                  /* intercepted CONNECT: our TLS server side to the client */
+    int cl_rd_want, cl_wr_want;
+    bool intercept;    /* CONNECT to a domain with rules, terminated with the session CA */
+    bool cl_tls_ready; /* the client handshake completed: answers go through cl_ssl */
+    char tunnel_host[RC_POLICY_HOST_MAX + 1];
+    unsigned tunnel_port;
+    /* where the request goes: the request's host, or a forwardURL rule's target */
+    const char *dial_host;
+    unsigned dial_port;
+    bool dial_host_is_ip;
+    bool forward;    /* a forwardURL rule matched: dial the operator's proxy */
+    char token[512]; /* forwardURL: the signed token sent with the request */
+    rc_scan scan;    /* injected values to look for in the response */
+    bool scanning;
+    bool reflected; /* the response carried an injected value: cut */
+    uint64_t bytes_to_client;
     int state;
     uint64_t deadline_ms;
     rc_buf in, c2u, u2c;
@@ -92,12 +126,25 @@ struct rc_proxy {
     endpoint lep, stopep, resep;
     rc_resolver *resolver;
     SSL_CTX *tls;
+    SSL_CTX *tls_srv; /* interception: our server side towards the client */
+    rc_forward_key fwd_key;
+    bool have_fwd_key;
     conn *conns;
     conn *zombies;
     size_t n_conns;
     rc_policy_hostaddrs own;
     uint64_t own_at_ms;
 };
+
+static void X509_freep(X509 **x)
+{
+    X509_free(*x);
+}
+
+static void EVP_PKEY_freep(EVP_PKEY **k)
+{
+    EVP_PKEY_free(*k);
+}
 
 /* ---- time ---- */
 
@@ -165,10 +212,12 @@ static void conn_audit(conn *c)
     if (!c->px->cfg.audit || (!c->have_req && c->in.len == 0 && !c->status))
         return;
     if (c->rule && c->rule->action == RC_POLICY_ACTION_TRANSFORM && c->decision &&
-        strcmp(c->decision, "allow") == 0)
+        (strcmp(c->decision, "allow") == 0 || c->scanning))
         for (; n < c->rule->n_set_headers; n++)
             injected[n] = c->rule->set_headers[n].name;
-    rec.kind = c->have_req && c->req.form == RC_HTTPREQ_CONNECT ? "connect" : "http";
+    rec.kind = c->intercept                                       ? "https"
+               : c->have_req && c->req.form == RC_HTTPREQ_CONNECT ? "connect"
+                                                                  : "http";
     rec.decision = c->decision ? c->decision : "error";
     rec.reason = c->reason;
     rec.end = c->end;
@@ -179,10 +228,14 @@ static void conn_audit(conn *c)
     if (c->have_req) {
         rec.host = c->req.host;
         rec.port = c->req.port;
-        if (c->req.form == RC_HTTPREQ_ABSOLUTE) {
+        if (c->req.form != RC_HTTPREQ_CONNECT) {
             rec.method = c->req.method;
             rec.path = c->req.path;
         }
+    }
+    if (c->intercept) {
+        rec.host = c->tunnel_host;
+        rec.port = c->tunnel_port;
     }
     rec.addr = c->addr_text[0] ? c->addr_text : NULL;
     rec.status = c->status;
@@ -206,6 +259,12 @@ static void conn_close(conn *c)
         SSL_free(c->ssl);
         c->ssl = NULL;
     }
+    if (c->cl_ssl) {
+        if (c->cl_tls_ready && !c->reflected)
+            (void)SSL_shutdown(c->cl_ssl); /* best effort close_notify; never waits */
+        SSL_free(c->cl_ssl);
+        c->cl_ssl = NULL;
+    }
     ep_close(px, &c->cl);
     ep_close(px, &c->up);
     c->state = S_CLOSED;
@@ -228,6 +287,8 @@ static void conn_free(conn *c)
     rc_buf_free(&c->u2c);
     if (c->have_req)
         rc_httpreq_free(&c->req);
+    rc_scan_free(&c->scan);
+    explicit_bzero(c->token, sizeof c->token);
     free(c);
 }
 
@@ -246,9 +307,30 @@ static bool client_read_wanted(const conn *c)
 {
     if (c->cl_eof || c->c2u.len >= RELAY_BUF_MAX)
         return false;
-    if (c->req.form == RC_HTTPREQ_ABSOLUTE && c->body.done)
+    if (c->req.form != RC_HTTPREQ_CONNECT && c->body.done)
         return false; /* one request per connection: later bytes are never forwarded */
     return true;
+}
+
+/* Bytes at the start of u2c that may go to the client: while a response is scanned for injected
+ * values, the last few bytes wait until more arrives (a value split across reads) or the
+ * upstream ends. */
+static size_t u2c_sendable(const conn *c)
+{
+    size_t hold = c->scanning && !c->up_eof ? rc_scan_holdback(&c->scan) : 0;
+    return c->u2c.len > hold ? c->u2c.len - hold : 0;
+}
+
+static uint32_t client_events(const conn *c, bool want_read, bool want_write)
+{
+    uint32_t ev = 0;
+    if (!c->cl_ssl || !c->cl_tls_ready)
+        return (want_read ? EPOLLIN : 0) | (want_write ? EPOLLOUT : 0);
+    if (want_read)
+        ev |= c->cl_rd_want ? (uint32_t)c->cl_rd_want : EPOLLIN;
+    if (want_write)
+        ev |= c->cl_wr_want ? (uint32_t)c->cl_wr_want : EPOLLOUT;
+    return ev;
 }
 
 static uint32_t upstream_events(const conn *c)
@@ -273,6 +355,16 @@ static void conn_update_events(conn *c)
     case S_DRAIN:
         ep_set(px, &c->cl, EPOLLIN);
         break;
+    case S_ACK:
+        ep_set(px, &c->cl, EPOLLOUT);
+        break;
+    case S_CL_TLS:
+        ep_set(px, &c->cl,
+               c->cl_rd_want | c->cl_wr_want ? (uint32_t)(c->cl_rd_want | c->cl_wr_want) : EPOLLIN);
+        break;
+    case S_IHEAD:
+        ep_set(px, &c->cl, client_events(c, true, false));
+        break;
     case S_RESOLVE:
         ep_set(px, &c->cl, 0);
         break;
@@ -288,7 +380,7 @@ static void conn_update_events(conn *c)
         break;
     case S_RELAY: {
         uint32_t ue = upstream_events(c);
-        ep_set(px, &c->cl, (client_read_wanted(c) ? EPOLLIN : 0) | (c->u2c.len ? EPOLLOUT : 0));
+        ep_set(px, &c->cl, client_events(c, client_read_wanted(c), u2c_sendable(c) > 0));
         if (c->up_hup && ue == 0)
             ep_park(px, &c->up);
         else
@@ -296,7 +388,7 @@ static void conn_update_events(conn *c)
         break;
     }
     case S_FLUSH:
-        ep_set(px, &c->cl, EPOLLOUT);
+        ep_set(px, &c->cl, client_events(c, false, true));
         break;
     default:
         break;
@@ -358,6 +450,11 @@ static void conn_refuse(conn *c, int status, const char *decision, const char *r
     c->reason = reason;
     if (strcmp(decision, "deny") == 0)
         c->action = NULL;
+    if (c->intercept && !c->cl_tls_ready) {
+        c->status = 0; /* no HTTP can reach a client we have no TLS session with */
+        conn_close(c);
+        return;
+    }
     if (rc_buf_appendf(&c->u2c, NULL,
                        "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
                        "%s: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n"
@@ -412,16 +509,49 @@ static bool header_overridden(const rc_policy_rule *r, const rc_policy_kv *h)
     return false;
 }
 
-static int append_host(conn *c, rc_buf *b)
+static int append_authority(rc_buf *b, const char *name, const char *host, unsigned port,
+                            unsigned default_port)
 {
-    const rc_httpreq *q = &c->req;
-    unsigned default_port = c->upstream_tls ? 443 : 80;
-    const char *fmt = strchr(q->host, ':') ? "Host: [%s]" : "Host: %s";
-    int rc = rc_buf_appendf(b, NULL, fmt, q->host);
-    if (rc >= 0 && q->port != default_port)
-        rc = rc_buf_appendf(b, NULL, ":%u", q->port);
+    const char *fmt = strchr(host, ':') ? "%s: [%s]" : "%s: %s";
+    int rc = rc_buf_appendf(b, NULL, fmt, name, host);
+    if (rc >= 0 && port != default_port)
+        rc = rc_buf_appendf(b, NULL, ":%u", port);
     if (rc >= 0)
         rc = rc_buf_append_str(b, "\r\n", NULL);
+    return rc;
+}
+
+static int append_host(conn *c, rc_buf *b)
+{
+    if (c->forward)
+        return append_authority(b, "Host", c->rule->fwd_host, c->rule->fwd_port, 443);
+    return append_authority(b, "Host", c->req.host, c->req.port, c->upstream_tls ? 443 : 80);
+}
+
+static bool header_is(const rc_policy_kv *h, const char *lname)
+{
+    size_t n = strlen(lname);
+    return h->key_len == n && strncasecmp(h->key, lname, n) == 0;
+}
+
+/* Headers the proxy sets itself on a forwarded request: the client's copies are dropped. */
+static bool header_is_forwarding(const rc_policy_kv *h)
+{
+    return h->key_len >= 17 && strncasecmp(h->key, "x-runcell-forward", 17) == 0;
+}
+
+/* x-runcell-forwarded-{host,scheme,port,path} and the signed token (forwardURL rules). */
+static int append_forwarding(conn *c, rc_buf *b)
+{
+    const rc_httpreq *q = &c->req;
+    int rc = append_authority(b, "x-runcell-forwarded-host", q->host, 0, 0);
+    if (rc >= 0)
+        rc = rc_buf_appendf(b, NULL,
+                            "x-runcell-forwarded-scheme: %s\r\nx-runcell-forwarded-port: %u\r\n"
+                            "x-runcell-forwarded-path: %s%s%.*s\r\n" RC_FORWARD_TOKEN_HEADER
+                            ": %s\r\n",
+                            c->intercept ? "https" : "http", q->port, q->path, q->query ? "?" : "",
+                            (int)q->query_len, q->query ? q->query : "", c->token);
     return rc;
 }
 
@@ -433,14 +563,18 @@ static int build_upstream_head(conn *c)
     rc_buf *b = &c->c2u;
     int rc;
 
-    rc = rc_buf_appendf(b, NULL, "%s %s%s%.*s HTTP/1.1\r\n", q->method, q->path,
-                        q->query ? "?" : "", (int)q->query_len, q->query ? q->query : "");
+    if (c->forward)
+        rc = rc_buf_appendf(b, NULL, "%s %s HTTP/1.1\r\n", q->method, c->rule->fwd_path);
+    else
+        rc = rc_buf_appendf(b, NULL, "%s %s%s%.*s HTTP/1.1\r\n", q->method, q->path,
+                            q->query ? "?" : "", (int)q->query_len, q->query ? q->query : "");
     if (rc >= 0)
         rc = append_host(c, b);
     for (size_t i = 0; rc >= 0 && i < q->n_headers; i++) {
         const rc_policy_kv *h = &q->headers[i];
-        if ((h->key_len == 4 && strncasecmp(h->key, "host", 4) == 0) ||
-            rc_httpreq_is_hop_header(q, h->key, h->key_len) || header_overridden(c->rule, h))
+        if (header_is(h, "host") || rc_httpreq_is_hop_header(q, h->key, h->key_len) ||
+            header_overridden(c->rule, h) || (c->forward && header_is_forwarding(h)) ||
+            (c->scanning && header_is(h, "accept-encoding")))
             continue;
         rc = rc_buf_appendf(b, NULL, "%.*s: %.*s\r\n", (int)h->key_len, h->key, (int)h->value_len,
                             h->value);
@@ -449,6 +583,11 @@ static int build_upstream_head(conn *c)
         for (size_t i = 0; rc >= 0 && i < c->rule->n_set_headers; i++)
             rc = rc_buf_appendf(b, NULL, "%s: %s\r\n", c->rule->set_headers[i].name,
                                 c->rule->set_headers[i].value);
+    /* a compressed echo would hide the value from the response scan */
+    if (rc >= 0 && c->scanning)
+        rc = rc_buf_append_str(b, "Accept-Encoding: identity\r\n", NULL);
+    if (rc >= 0 && c->forward)
+        rc = append_forwarding(c, b);
     if (rc >= 0)
         rc = rc_buf_append_str(b, "Connection: close\r\n\r\n", NULL);
     return rc;
@@ -573,7 +712,7 @@ static void step_connect(conn *c)
     }
     refresh_own_addresses(c->px);
     rc_policy_check_addr(c->px->cfg.policy, (struct sockaddr *)&peer, &c->px->own, &v);
-    if (!v.allow) {
+    if (!v.allow && !c->forward) { /* a forward URL is the operator's, not the agent's, choice */
         conn_refuse(c, 403, "deny", v.reason);
         return;
     }
@@ -586,11 +725,11 @@ static void step_connect(conn *c)
         conn_refuse(c, 502, "error", "upstream TLS setup failed");
         return;
     }
-    if (c->req.host_is_ip) {
-        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->req.host);
+    if (c->dial_host_is_ip) {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->dial_host);
     } else {
-        SSL_set_tlsext_host_name(c->ssl, c->req.host);
-        SSL_set1_host(c->ssl, c->req.host);
+        SSL_set_tlsext_host_name(c->ssl, c->dial_host);
+        SSL_set1_host(c->ssl, c->dial_host);
     }
     SSL_set_connect_state(c->ssl);
     c->state = S_TLS;
@@ -645,7 +784,7 @@ static void on_resolved(conn *c, const rc_resolve_result *res)
         return;
     }
     refresh_own_addresses(c->px);
-    for (size_t i = 0; i < res->n; i++) {
+    for (size_t i = 0; i < res->n && !c->forward; i++) {
         rc_policy_check_addr(c->px->cfg.policy, (const struct sockaddr *)&res->addr[i], &c->px->own,
                              &v);
         if (!v.allow) {
@@ -667,22 +806,27 @@ static void start_resolve(conn *c)
     int r;
 
     c->deadline_ms = now_ms() + c->px->cfg.connect_timeout_ms;
-    if (c->req.host_is_ip) {
+    if (!c->dial_host) {
+        c->dial_host = c->req.host;
+        c->dial_port = c->req.port;
+        c->dial_host_is_ip = c->req.host_is_ip;
+    }
+    if (c->dial_host_is_ip) {
         struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-        if (inet_pton(AF_INET, c->req.host, &s4->sin_addr) == 1) {
+        if (inet_pton(AF_INET, c->dial_host, &s4->sin_addr) == 1) {
             s4->sin_family = AF_INET;
-            s4->sin_port = htons((uint16_t)c->req.port);
+            s4->sin_port = htons((uint16_t)c->dial_port);
         } else {
-            inet_pton(AF_INET6, c->req.host, &s6->sin6_addr);
+            inet_pton(AF_INET6, c->dial_host, &s6->sin6_addr);
             s6->sin6_family = AF_INET6;
-            s6->sin6_port = htons((uint16_t)c->req.port);
+            s6->sin6_port = htons((uint16_t)c->dial_port);
         }
         res.n = 1;
         on_resolved(c, &res);
         return;
     }
-    r = rc_resolver_start(c->px->resolver, c->req.host, (uint16_t)c->req.port, c, &res, &err);
+    r = rc_resolver_start(c->px->resolver, c->dial_host, (uint16_t)c->dial_port, c, &res, &err);
     if (r < 0) {
         conn_refuse(c, 503, "error", "too many pending name lookups");
         return;
@@ -708,12 +852,22 @@ static void set_rule_name(conn *c, size_t index, bool with_index)
         snprintf(c->rule_name, sizeof c->rule_name, "%s", c->domain->pattern);
 }
 
+static void start_intercept(conn *c);
+
 static void decide_connect(conn *c)
 {
     if (c->domain && c->domain->n_rules > 0) {
-        conn_refuse(c, 403, "deny",
-                    "domain has request rules: send http:// requests through the proxy "
-                    "(TLS interception is not supported)");
+        if (!c->px->cfg.ca) {
+            conn_refuse(c, 403, "deny",
+                        "domain has request rules: send http:// requests through the proxy "
+                        "(TLS interception is not enabled)");
+            return;
+        }
+        if (c->in.len > c->req.head_len) {
+            conn_refuse(c, 400, "error", "bytes sent before the CONNECT was answered");
+            return;
+        }
+        start_intercept(c);
         return;
     }
     c->action = "tunnel";
@@ -757,6 +911,55 @@ static bool apply_rules(conn *c)
     return true;
 }
 
+/* The values this request will carry that the agent must never see: the transform's header
+ * values and a forward token. Their encodings are searched for in the response. */
+static int prepare_scan(conn *c)
+{
+    const char *values[RC_POLICY_HEADERS_MAX + 1];
+    size_t n = 0;
+    int r;
+
+    if (c->rule && c->rule->action == RC_POLICY_ACTION_TRANSFORM)
+        for (; n < c->rule->n_set_headers; n++)
+            values[n] = c->rule->set_headers[n].value;
+    if (c->forward)
+        values[n++] = c->token;
+    if (n == 0)
+        return 0;
+    r = rc_scan_init(&c->scan, values, n, NULL);
+    if (r < 0)
+        return r;
+    c->scanning = c->scan.n > 0;
+    return 0;
+}
+
+/* A forwardURL rule matched: dial the operator's proxy with a fresh signed token. */
+static int prepare_forward(conn *c)
+{
+    rc_proxy *px = c->px;
+    const rc_policy_rule *r = c->rule;
+    const char *sid = px->cfg.session_id ? px->cfg.session_id : "";
+
+    if (!px->have_fwd_key)
+        return -RC_EINVAL;
+    if (rc_forward_token(&px->fwd_key, sid, r->fwd_url, (int64_t)time(NULL), c->token,
+                         sizeof c->token, NULL) < 0)
+        return -RC_EINVAL;
+    c->forward = true;
+    c->dial_host = r->fwd_host;
+    c->dial_port = r->fwd_port;
+    c->dial_host_is_ip = r->fwd_host_is_ip;
+    return 0;
+}
+
+static const char *action_name(const conn *c)
+{
+    if (c->forward)
+        return "forward-url";
+    return c->rule && c->rule->n_set_headers ? "transform" : "forward";
+}
+
+/* A plain-HTTP request, or one read inside an intercepted tunnel (origin form). */
 static void decide_http(conn *c)
 {
     bool rules = c->domain && c->domain->n_rules > 0;
@@ -770,11 +973,22 @@ static void decide_http(conn *c)
         if (!apply_rules(c))
             return;
         c->upstream_tls = true;
-        if (!c->req.port_explicit)
+        if (c->rule && c->rule->action == RC_POLICY_ACTION_FORWARD && prepare_forward(c) < 0) {
+            conn_refuse(c, 502, "error", "forwardURL: no forward key configured");
+            return;
+        }
+        if (!c->req.port_explicit && !c->forward)
             c->req.port = 443;
     }
-    c->action = c->rule && c->rule->n_set_headers ? "transform" : "forward";
+    if (prepare_scan(c) < 0) {
+        conn_refuse(c, 502, "error", "cannot prepare the response scan");
+        return;
+    }
+    c->action = action_name(c);
     c->decision = "allow";
+    if (c->scanning)
+        rc_log_info("egress: %s %s%s: injecting %s (rule %s)", c->req.method, c->req.host,
+                    c->req.path, c->forward ? "a forward token" : "headers", c->rule_name);
     rc_httpbody_init(&c->body, &c->req);
     if (build_upstream_head(c) < 0) {
         conn_refuse(c, 431, "error", "rewritten request head too large");
@@ -806,6 +1020,199 @@ static void decide(conn *c)
         decide_connect(c);
     else
         decide_http(c);
+}
+
+/* ---- interception: CONNECT terminated with a leaf from the session CA ---- */
+
+static void step_cl_tls(conn *c);
+static void step_ihead(conn *c);
+
+/* Answer the CONNECT, then expect the client's TLS handshake. The CONNECT head is kept only as
+ * the tunnel's host and port: every request inside must name exactly that host. */
+static void start_intercept(conn *c)
+{
+    _cleanup_(X509_freep) X509 *cert = NULL;
+    _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+    rc_error err = {0};
+
+    snprintf(c->tunnel_host, sizeof c->tunnel_host, "%s", c->req.host);
+    c->tunnel_port = c->req.port;
+    if (rc_ca_leaf(c->px->cfg.ca, c->tunnel_host, &cert, &key, &err) < 0) {
+        conn_refuse(c, 502, "error", "cannot mint an interception certificate");
+        return;
+    }
+    c->cl_ssl = SSL_new(c->px->tls_srv);
+    if (!c->cl_ssl || SSL_use_certificate(c->cl_ssl, cert) != 1 ||
+        SSL_use_PrivateKey(c->cl_ssl, key) != 1 || SSL_set_fd(c->cl_ssl, c->cl.fd) != 1) {
+        conn_refuse(c, 502, "error", "interception TLS setup failed");
+        return;
+    }
+    SSL_set_app_data(c->cl_ssl, c);
+    SSL_set_accept_state(c->cl_ssl);
+    c->intercept = true;
+    c->decision = "allow";
+    c->action = "intercept";
+    c->status = 200;
+    rc_buf_reset(&c->u2c);
+    if (rc_buf_append_str(&c->u2c, "HTTP/1.1 200 Connection established\r\n\r\n", NULL) < 0) {
+        conn_close(c);
+        return;
+    }
+    c->state = S_ACK;
+    conn_update_events(c);
+}
+
+static void step_ack(conn *c)
+{
+    ssize_t n = send(c->cl.fd, c->u2c.data, c->u2c.len, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        c->reason = "client went away";
+        conn_close(c);
+        return;
+    }
+    rc_buf_consume(&c->u2c, (size_t)n);
+    if (c->u2c.len)
+        return;
+    c->state = S_CL_TLS;
+    c->deadline_ms = now_ms() + c->px->cfg.head_timeout_ms;
+    step_cl_tls(c);
+}
+
+/* Why the client ended the handshake: a client that pins its certificates or does not trust the
+ * session CA answers our certificate with an alert. */
+static const char *client_tls_failure(void)
+{
+    unsigned long e = ERR_peek_last_error();
+    int reason = ERR_GET_REASON(e);
+    ERR_clear_error();
+    switch (reason) {
+    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+    case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+    case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+        return "client refused the interception certificate (session CA not trusted, or pinned)";
+    case SSL_R_NO_SHARED_CIPHER:
+    case SSL_R_UNSUPPORTED_PROTOCOL:
+    case SSL_R_WRONG_VERSION_NUMBER:
+    case SSL_R_HTTP_REQUEST:
+        return "client did not speak TLS 1.2+ inside the tunnel";
+    default:
+        return "TLS handshake with the client failed";
+    }
+}
+
+static void step_cl_tls(conn *c)
+{
+    int r;
+
+    ERR_clear_error();
+    r = SSL_do_handshake(c->cl_ssl);
+    if (r == 1) {
+        c->cl_tls_ready = true;
+        c->cl_rd_want = c->cl_wr_want = 0;
+        rc_httpreq_free(&c->req);
+        c->have_req = false;
+        c->req = (rc_httpreq){0};
+        c->rule_name[0] = '\0';
+        set_rule_name(c, 0, false);
+        rc_buf_reset(&c->in);
+        c->state = S_IHEAD;
+        c->deadline_ms = now_ms() + c->px->cfg.head_timeout_ms;
+        step_ihead(c);
+        return;
+    }
+    switch (SSL_get_error(c->cl_ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        c->cl_rd_want = EPOLLIN;
+        c->cl_wr_want = 0;
+        conn_update_events(c);
+        return;
+    case SSL_ERROR_WANT_WRITE:
+        c->cl_rd_want = 0;
+        c->cl_wr_want = EPOLLOUT;
+        conn_update_events(c);
+        return;
+    default:
+        c->decision = "error";
+        c->reason = c->reason && strncmp(c->reason, "client SNI", 10) == 0 ? c->reason
+                                                                           : client_tls_failure();
+        c->status = 0;
+        conn_close(c);
+    }
+}
+
+/* SNI, when the client sends one, must name the CONNECT target (reference-app 9.3.2). */
+static int on_client_sni(SSL *ssl, int *alert, void *arg)
+{
+    conn *c = SSL_get_app_data(ssl);
+    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    (void)arg;
+    if (!c || !sni || strcasecmp(sni, c->tunnel_host) == 0)
+        return SSL_TLSEXT_ERR_OK;
+    c->reason = "client SNI does not match the CONNECT target";
+    *alert = SSL_AD_UNRECOGNIZED_NAME;
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+/* HTTP/1.1 only: a client offering h2 and http/1.1 gets http/1.1; one offering only h2 gets no
+ * ALPN answer (and fails or falls back to HTTP/1.1 on its own). */
+static int on_client_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                          const unsigned char *in, unsigned int inlen, void *arg)
+{
+    static const unsigned char h11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+    unsigned char *sel = NULL;
+    (void)ssl;
+    (void)arg;
+    if (SSL_select_next_proto(&sel, outlen, h11, sizeof h11, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* I/O with the client: plain, or through the interception TLS session. */
+static ssize_t cl_io(conn *c, char *buf, size_t n, bool writing);
+
+/* The request inside the tunnel. It is judged like a plain-HTTP request to the tunnel's host. */
+static void step_ihead(conn *c)
+{
+    rc_error err = {0};
+    int status = 400, r = 0;
+    ssize_t n;
+
+    for (;;) {
+        if (rc_buf_reserve(&c->in, 4096, NULL) < 0) {
+            conn_refuse(c, 431, "error", "request head larger than 16 KiB");
+            return;
+        }
+        n = cl_io(c, c->in.data + c->in.len, c->in.cap - c->in.len - 1, false);
+        if (n == -EAGAIN) {
+            conn_update_events(c);
+            return;
+        }
+        if (n <= 0) {
+            c->reason = "client closed before completing a request";
+            conn_close(c);
+            return;
+        }
+        c->in.len += (size_t)n;
+        c->in.data[c->in.len] = '\0';
+        r = rc_httpreq_parse_origin(c->in.data, c->in.len, c->tunnel_host, c->tunnel_port, &c->req,
+                                    &status, &err);
+        if (r != 0)
+            break;
+    }
+    if (r < 0) {
+        snprintf(c->reason_buf, sizeof c->reason_buf, "%s", err.msg);
+        conn_refuse(c, status, "error", c->reason_buf);
+        return;
+    }
+    c->have_req = true;
+    c->status = 0;
+    c->deadline_ms = now_ms() + c->px->cfg.connect_timeout_ms;
+    decide_http(c);
 }
 
 /* ---- reading the head ---- */
@@ -888,39 +1295,54 @@ static void sniff_status(conn *c, const char *p, size_t n)
     }
 }
 
-/* I/O on the upstream side, plain or TLS: >0 bytes, 0 EOF, -EAGAIN, -EIO. */
-static ssize_t up_io(conn *c, char *buf, size_t n, bool writing)
+/* I/O on one side, plain or TLS: >0 bytes, 0 EOF, -EAGAIN, -EIO. rd_want / wr_want record
+ * which readiness the TLS layer waits for. */
+static ssize_t side_io(SSL *ssl, int fd, int *rd_want, int *wr_want, char *buf, size_t n,
+                       bool writing)
 {
     ssize_t r;
     int e;
 
-    if (!c->ssl) {
-        r = writing ? send(c->up.fd, buf, n, MSG_NOSIGNAL) : recv(c->up.fd, buf, n, 0);
+    if (n > INT_MAX)
+        n = INT_MAX;
+    if (!ssl) {
+        r = writing ? send(fd, buf, n, MSG_NOSIGNAL) : recv(fd, buf, n, 0);
         if (r < 0)
             return errno == EAGAIN || errno == EINTR ? -EAGAIN : -EIO;
         return r;
     }
     ERR_clear_error();
-    r = writing ? SSL_write(c->ssl, buf, (int)n) : SSL_read(c->ssl, buf, (int)n);
+    r = writing ? SSL_write(ssl, buf, (int)n) : SSL_read(ssl, buf, (int)n);
     if (r > 0) {
         if (writing)
-            c->ssl_wr_want = 0;
+            *wr_want = 0;
         else
-            c->ssl_rd_want = 0;
+            *rd_want = 0;
         return r;
     }
-    e = SSL_get_error(c->ssl, (int)r);
+    e = SSL_get_error(ssl, (int)r);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
         int want = e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT;
         if (writing)
-            c->ssl_wr_want = want;
+            *wr_want = want;
         else
-            c->ssl_rd_want = want;
+            *rd_want = want;
         return -EAGAIN;
     }
     if (!writing && e == SSL_ERROR_ZERO_RETURN)
         return 0;
     return -EIO;
+}
+
+static ssize_t up_io(conn *c, char *buf, size_t n, bool writing)
+{
+    return side_io(c->ssl, c->up.fd, &c->ssl_rd_want, &c->ssl_wr_want, buf, n, writing);
+}
+
+static ssize_t cl_io(conn *c, char *buf, size_t n, bool writing)
+{
+    SSL *ssl = c->cl_tls_ready ? c->cl_ssl : NULL;
+    return side_io(ssl, c->cl.fd, &c->cl_rd_want, &c->cl_wr_want, buf, n, writing);
 }
 
 /* Client -> c2u. Returns progress, or -1 when the connection must end. */
@@ -932,15 +1354,17 @@ static int pump_client_read(conn *c)
 
     if (!client_read_wanted(c))
         return 0;
-    n = recv(c->cl.fd, buf, room < sizeof buf ? room : sizeof buf, 0);
+    n = cl_io(c, buf, room < sizeof buf ? room : sizeof buf, false);
+    if (n == -EAGAIN)
+        return 0;
     if (n < 0)
-        return errno == EAGAIN || errno == EINTR ? 0 : -1;
+        return -1;
     if (n == 0) {
         c->cl_eof = true;
-        /* a plain-HTTP request body cut short never reaches the upstream complete */
-        return c->req.form == RC_HTTPREQ_ABSOLUTE && !c->body.done ? -1 : 1;
+        /* a request body cut short never reaches the upstream complete */
+        return c->req.form != RC_HTTPREQ_CONNECT && !c->body.done ? -1 : 1;
     }
-    if (c->req.form == RC_HTTPREQ_ABSOLUTE)
+    if (c->req.form != RC_HTTPREQ_CONNECT)
         return take_body(c, buf, (size_t)n) < 0 ? -1 : 1;
     return rc_buf_append(&c->c2u, buf, (size_t)n, NULL) < 0 ? -1 : 1;
 }
@@ -967,6 +1391,14 @@ static int pump_upstream_write(conn *c)
     return 1;
 }
 
+/* Search the new bytes (and the held-back tail before them) for an injected value. */
+static bool response_reflects(conn *c, size_t added)
+{
+    size_t hold = rc_scan_holdback(&c->scan), start = c->u2c.len - added;
+    start = start > hold ? start - hold : 0;
+    return rc_scan_find(&c->scan, c->u2c.data + start, c->u2c.len - start);
+}
+
 static int pump_upstream_read(conn *c)
 {
     ssize_t n;
@@ -983,17 +1415,24 @@ static int pump_upstream_read(conn *c)
         c->up_eof = true;
         return 1;
     }
-    if (c->req.form == RC_HTTPREQ_ABSOLUTE)
+    if (c->req.form != RC_HTTPREQ_CONNECT)
         sniff_status(c, c->u2c.data + c->u2c.len, (size_t)n);
     c->u2c.len += (size_t)n;
     c->u2c.data[c->u2c.len] = '\0';
     c->bytes_down += (uint64_t)n;
+    if (c->scanning && response_reflects(c, (size_t)n)) {
+        c->reflected = true; /* pump_client_write must not send another byte */
+        return -3;
+    }
     return 1;
 }
 
 static int pump_client_write(conn *c)
 {
+    size_t len = u2c_sendable(c);
     ssize_t n;
+    if (c->reflected)
+        return 0;
     if (c->u2c.len == 0) {
         if (c->up_eof && !c->cl_shut && c->req.form == RC_HTTPREQ_CONNECT) {
             shutdown(c->cl.fd, SHUT_WR);
@@ -1001,11 +1440,35 @@ static int pump_client_write(conn *c)
         }
         return 0;
     }
-    n = send(c->cl.fd, c->u2c.data, c->u2c.len, MSG_NOSIGNAL);
-    if (n < 0)
-        return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    if (len == 0)
+        return 0;
+    n = cl_io(c, c->u2c.data, len, true);
+    if (n == -EAGAIN)
+        return 0;
+    if (n <= 0)
+        return -1;
     rc_buf_consume(&c->u2c, (size_t)n);
+    c->bytes_to_client += (uint64_t)n;
     return 1;
+}
+
+/* The response carried an injected value. If nothing of it reached the client yet, answer 502;
+ * otherwise cut the connection (no close_notify: the client sees a truncated response). */
+static void cut_reflection(conn *c)
+{
+    const char *reason = "response reflected an injected credential";
+    c->reflected = true;
+    rc_log_warn("egress: %s from %s (rule %s); connection cut", reason,
+                c->intercept ? c->tunnel_host : c->req.host, c->rule_name);
+    if (c->bytes_to_client == 0) {
+        conn_refuse(c, 502, "deny", reason);
+        c->end = "reflection cut";
+        return;
+    }
+    c->decision = "deny";
+    c->reason = reason;
+    c->end = "reflection cut";
+    conn_close(c);
 }
 
 /* The upstream has nothing more to give or take: close it now (its fd would keep reporting HUP). */
@@ -1028,7 +1491,7 @@ static bool relay_finished(const conn *c)
         return false;
     if (c->up_failed)
         return true;
-    if (c->req.form == RC_HTTPREQ_ABSOLUTE)
+    if (c->req.form != RC_HTTPREQ_CONNECT)
         return true; /* the upstream closed after its response (Connection: close) */
     return c->cl_eof && c->c2u.len == 0;
 }
@@ -1041,6 +1504,10 @@ static void step_relay(conn *c)
             e = pump_client_write(c);
         if (d == -2) {
             conn_refuse(c, 502, "error", "upstream failed before answering");
+            return;
+        }
+        if (d == -3) {
+            cut_reflection(c);
             return;
         }
         if (a < 0 || b < 0 || d < 0 || e < 0) {
@@ -1067,9 +1534,11 @@ static void step_relay(conn *c)
 
 static void step_flush(conn *c)
 {
-    ssize_t n = send(c->cl.fd, c->u2c.data, c->u2c.len, MSG_NOSIGNAL);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    ssize_t n = cl_io(c, c->u2c.data, c->u2c.len, true);
+    if (n == -EAGAIN) {
+        conn_update_events(c);
         return;
+    }
     if (n <= 0) {
         conn_close(c);
         return;
@@ -1077,6 +1546,10 @@ static void step_flush(conn *c)
     rc_buf_consume(&c->u2c, (size_t)n);
     if (c->u2c.len)
         return;
+    if (c->cl_ssl && c->cl_tls_ready) {
+        (void)SSL_shutdown(c->cl_ssl); /* close_notify, best effort */
+        c->cl_tls_ready = false;       /* nothing more goes through TLS */
+    }
     /* Half-close and read what the client still sends, so unread request bytes do not turn
      * the close into a reset that could destroy the response before the client reads it. */
     shutdown(c->cl.fd, SHUT_WR);
@@ -1099,7 +1572,8 @@ static void step_drain(conn *c)
 static void conn_event(conn *c, bool is_upstream, uint32_t events)
 {
     bool hup = events & (EPOLLERR | EPOLLHUP);
-    if (!is_upstream && hup && c->state != S_HEAD && c->state != S_FLUSH && c->state != S_DRAIN) {
+    if (!is_upstream && hup && c->state != S_HEAD && c->state != S_FLUSH && c->state != S_DRAIN &&
+        c->state != S_CL_TLS && c->state != S_IHEAD) {
         if (c->state == S_RELAY)
             c->end = "client closed";
         else
@@ -1122,6 +1596,15 @@ static void conn_event(conn *c, bool is_upstream, uint32_t events)
     switch (c->state) {
     case S_HEAD:
         step_head(c);
+        break;
+    case S_ACK:
+        step_ack(c);
+        break;
+    case S_CL_TLS:
+        step_cl_tls(c);
+        break;
+    case S_IHEAD:
+        step_ihead(c);
         break;
     case S_CONNECT:
         if (is_upstream)
@@ -1211,11 +1694,20 @@ static void sweep_timeouts(rc_proxy *px)
         case S_TLS:
             conn_refuse(c, 504, "error", "upstream did not answer in time");
             break;
+        case S_ACK:
+        case S_CL_TLS:
+            c->decision = "error";
+            c->reason = "TLS handshake with the client not completed in time";
+            conn_close(c);
+            break;
+        case S_IHEAD:
         case S_HEAD:
             if (c->in.len) {
                 conn_refuse(c, 408, "error", "request head not received in time");
                 break;
             }
+            if (c->state == S_IHEAD)
+                c->reason = "no request inside the tunnel";
             /* fall through */
         default:
             if (c->state == S_RELAY)
@@ -1244,6 +1736,44 @@ static int tls_context(rc_proxy *px, rc_error *err)
     } else if (SSL_CTX_set_default_verify_paths(px->tls) != 1) {
         return rc_error_set(err, RC_EIO, "egress: cannot load the system trust store");
     }
+    return 0;
+}
+
+/* The server side of interception: TLS 1.2+, HTTP/1.1 by ALPN, SNI checked against the CONNECT
+ * target, no session tickets (each tunnel is one request), certificates set per connection. */
+static int tls_server_context(rc_proxy *px, rc_error *err)
+{
+    if (!px->cfg.ca)
+        return 0;
+    px->tls_srv = SSL_CTX_new(TLS_server_method());
+    if (!px->tls_srv)
+        return rc_error_set(err, RC_ENOMEM, "egress: cannot create the interception TLS context");
+    SSL_CTX_set_min_proto_version(px->tls_srv, TLS1_2_VERSION);
+    SSL_CTX_set_options(px->tls_srv, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION |
+                                         SSL_OP_NO_TICKET | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_num_tickets(px->tls_srv, 0);
+    SSL_CTX_set_session_cache_mode(px->tls_srv, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_mode(px->tls_srv,
+                     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_tlsext_servername_callback(px->tls_srv, on_client_sni);
+    SSL_CTX_set_alpn_select_cb(px->tls_srv, on_client_alpn, NULL);
+    return 0;
+}
+
+/* forwardURL rules need the operator's key to sign their tokens: refuse to start without it. */
+static int forward_setup(rc_proxy *px, rc_error *err)
+{
+    int r;
+    if (px->cfg.forward_key_file) {
+        r = rc_forward_key_load(px->cfg.forward_key_file, &px->fwd_key, err);
+        if (r < 0)
+            return r;
+        px->have_fwd_key = true;
+    }
+    if (rc_policy_has_forward(px->cfg.policy) && !px->have_fwd_key)
+        return rc_error_set(err, RC_EINVAL,
+                            "egress: the policy has forwardURL rules but no forward key is "
+                            "configured (RUNCELL_FORWARD_KEY_FILE)");
     return 0;
 }
 
@@ -1315,6 +1845,12 @@ int rc_proxy_new(const rc_proxy_config *cfg, int listen_fd, rc_proxy **ret, rc_e
     if (r < 0)
         return r;
     r = tls_context(px, err);
+    if (r < 0)
+        return r;
+    r = tls_server_context(px, err);
+    if (r < 0)
+        return r;
+    r = forward_setup(px, err);
     if (r < 0)
         return r;
     r = epoll_setup(px, err);
@@ -1394,6 +1930,8 @@ void rc_proxy_free(rc_proxy *px)
         register_secrets(px->cfg.policy, false);
     rc_resolver_free(px->resolver);
     SSL_CTX_free(px->tls);
+    SSL_CTX_free(px->tls_srv);
+    rc_forward_key_clear(&px->fwd_key);
     if (px->epfd >= 0)
         close(px->epfd);
     if (px->stopfd >= 0)

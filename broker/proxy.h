@@ -3,16 +3,22 @@
  *
  * What a container may send it:
  *   - `CONNECT host:port`: checked against the policy (host, then every resolved address), then
- *     the TCP stream is relayed untouched. Refused for domains whose policy entry has rules,
- *     because those rules could not be applied to an encrypted stream (TLS interception is a
- *     later issue): such domains are reached as plain http:// through the proxy instead.
+ *     the TCP stream is relayed untouched. For a domain whose policy entry has rules, the stream
+ *     cannot be left encrypted (the rules would be bypassed): with a session CA configured
+ *     (cfg.ca) the proxy answers 200, terminates the client's TLS with a leaf certificate for
+ *     the host, reads the request inside and treats it like a plain-HTTP request to that host
+ *     (its Host must name the CONNECT target); without a CA such a CONNECT is refused.
  *   - absolute-form `http://host[:port]/path`: checked the same way, then the domain's rules are
  *     applied (first match wins): a `response` rule is answered by the proxy, a `transform` rule
  *     sets its headers, overwriting any the container sent. A domain with rules is always
  *     dialled over verified TLS (port 443 unless the URL names one), so the agent writes
  *     `http://api.example.com/...` and the credential exists only in the broker. A domain
  *     without rules is forwarded over plain HTTP. One request per connection (the upstream
- *     request says `Connection: close`; the response is relayed as it comes).
+ *     request says `Connection: close`; the response is relayed as it comes). A `forwardURL`
+ *     rule sends the request to the operator's HTTPS proxy instead, with
+ *     x-runcell-forwarded-{host,scheme,port,path} and a signed token (forward.h).
+ * A response to a request that carried an injected value is scanned for that value (scan.h);
+ * if it appears, the response is cut before those bytes reach the client.
  * Everything else is refused with a status, an `x-runcell-deny-reason` header and an audit line,
  * and the connection is closed: nothing refused is ever left open.
  *
@@ -26,15 +32,26 @@
 #define RUNCELL_BROKER_PROXY_H
 
 #include "audit.h"
+#include "ca.h"
 #include "err.h"
 #include "policy.h"
 
 #define RC_PROXY_DENY_HEADER "x-runcell-deny-reason"
 
 typedef struct rc_proxy_config {
-    const rc_policy *policy;     /* borrowed; must outlive the proxy */
-    rc_audit *audit;             /* borrowed; NULL: no audit lines */
-    const char *ca_file;         /* trust for upstream TLS; NULL: the system store */
+    const rc_policy *policy; /* borrowed; must outlive the proxy */
+    rc_audit *audit;         /* borrowed; NULL: no audit lines */
+    const char *ca_file;     /* trust for upstream TLS; NULL: the system store */
+    /* The session's interception CA (borrowed; must outlive the proxy). NULL: no interception:
+     * CONNECT to a domain with rules is refused (403) as before issue 11. Set: such a CONNECT is
+     * answered 200, terminated with a leaf from this CA, and each request inside is judged like
+     * a plain-HTTP request (rules, Host check, response scan) and sent upstream over verified
+     * TLS. Domains without rules are always tunnelled untouched. */
+    const rc_ca *ca;
+    /* HMAC-SHA256 key file for forwardURL tokens (forward.h). Required when the policy has
+     * forwardURL rules (rc_proxy_new fails without it); NULL otherwise. */
+    const char *forward_key_file;
+    const char *session_id;      /* the "sid" claim of forward tokens; NULL: "" */
     const char *hosts_file;      /* test-only name map replacing DNS (see resolve.h); NULL: DNS */
     unsigned max_conns;          /* 0: 512 */
     unsigned head_timeout_ms;    /* request head must arrive within; 0: 30 s */

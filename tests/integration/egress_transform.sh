@@ -112,8 +112,10 @@ bad_policy() { # NAME JSON WANT
 bad_policy refuses_catch_all_with_injection \
     '{"allow":{"*":[],"x.test":[{"transform":[{"headers":{"a":"secret-value"}}]}]}}' \
     'catch-all cannot be combined with header injection'
-bad_policy refuses_forward_url '{"allow":{"x.test":[{"forwardURL":"https://p.test/"}]}}' \
-    '$.allow["x.test"][0]: "forwardURL" is not supported'
+bad_policy refuses_plain_forward_url '{"allow":{"x.test":[{"forwardURL":"http://p.test/"}]}}' \
+    '$.allow["x.test"][0].forwardURL: a forward URL must start with https://'
+bad_policy refuses_forward_url_without_key \
+    '{"allow":{"x.test":[{"forwardURL":"https://p.test/"}]}}' 'no forward key is configured'
 bad_policy refuses_unknown_member '{"allow":["x.test"],"subnet":{}}' 'unknown member "subnet"'
 bad_policy refusal_hides_value \
     '{"allow":{"x.test":[{"transform":[{"headers":{"a b":"sk-ant-hidden-0000"}}]}]}}' \

@@ -2,13 +2,18 @@
  *
  *   egress_proxy --policy FILE [--listen 127.0.0.1:3128] [--netns NS] [--ca-file FILE]
  *                [--hosts-file FILE] [--audit FILE|-] [--session-id ID] [--ready-file FILE]
+ *                [--intercept-ca-out FILE] [--forward-key FILE]
  *
  * --netns binds the listener inside that network namespace (a name under /var/run/netns or a
  * path such as /proc/PID/ns/net) while the proxy itself dials from the namespace it runs in, as
  * the per-session broker does. --hosts-file (or RUNCELL_BROKER_HOSTS_FILE) replaces DNS with a
  * hosts-style map, so tests never resolve a real name. Once listening, the bound port is written
- * to --ready-file (atomically) and "ready PORT" to stdout. SIGTERM or SIGINT stops it. */
+ * to --ready-file (atomically) and "ready PORT" to stdout. SIGTERM or SIGINT stops it.
+ * --intercept-ca-out turns TLS interception on: a fresh session CA (1 hour) is created, as the
+ * shim does, and its certificate (never its key) is written to FILE for clients to trust.
+ * --forward-key is the HMAC key file for forwardURL tokens. */
 #include "audit.h"
+#include "ca.h"
 #include "cleanup.h"
 #include "log.h"
 #include "netns.h"
@@ -35,13 +40,14 @@ static void on_signal(int sig)
 
 typedef struct options {
     const char *policy, *listen, *netns, *ca_file, *hosts_file, *audit, *session_id, *ready;
+    const char *ca_out, *forward_key;
 } options;
 
 static int usage(void)
 {
     fprintf(stderr, "usage: egress_proxy --policy FILE [--listen ADDR:PORT] [--netns NS] "
                     "[--ca-file FILE] [--hosts-file FILE] [--audit FILE|-] [--session-id ID] "
-                    "[--ready-file FILE]\n");
+                    "[--ready-file FILE] [--intercept-ca-out FILE] [--forward-key FILE]\n");
     return 2;
 }
 
@@ -55,6 +61,8 @@ static int parse_options(int argc, char **argv, options *o)
                                              {"audit", required_argument, NULL, 'a'},
                                              {"session-id", required_argument, NULL, 's'},
                                              {"ready-file", required_argument, NULL, 'r'},
+                                             {"intercept-ca-out", required_argument, NULL, 'i'},
+                                             {"forward-key", required_argument, NULL, 'f'},
                                              {NULL, 0, NULL, 0}};
     int ch;
 
@@ -85,6 +93,12 @@ static int parse_options(int argc, char **argv, options *o)
             break;
         case 'r':
             o->ready = optarg;
+            break;
+        case 'i':
+            o->ca_out = optarg;
+            break;
+        case 'f':
+            o->forward_key = optarg;
             break;
         default:
             return -1;
@@ -136,8 +150,26 @@ static int write_ready(const char *path, uint16_t port)
     return rename(tmp, path);
 }
 
+/* A session CA for interception; its certificate goes to path. */
+static int make_ca(const char *path, const char *label, rc_ca **ret, rc_error *err)
+{
+    _cleanup_(rc_ca_freep) rc_ca *ca = NULL;
+    _cleanup_(rc_buf_free) rc_buf pem = RC_BUF_INIT(65536);
+    _cleanup_close_ int fd = -1;
+    int r = rc_ca_new(label[0] ? label : "test", 3600, &ca, err);
+
+    if (r < 0 || (r = rc_ca_cert_pem(ca, &pem, err)) < 0)
+        return r;
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, pem.data, pem.len) != (ssize_t)pem.len)
+        return rc_error_sys(err, RC_EIO, "cannot write %s", path);
+    *ret = take_ptr(ca);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    _cleanup_(rc_ca_freep) rc_ca *ca = NULL;
     _cleanup_(rc_policy_freep) rc_policy *pol = NULL;
     _cleanup_(rc_audit_closep) rc_audit *audit = NULL;
     _cleanup_(rc_proxy_freep) rc_proxy *px = NULL;
@@ -158,14 +190,23 @@ int main(int argc, char **argv)
         fprintf(stderr, "egress_proxy: %s\n", err.msg);
         return 1;
     }
+    if (o.ca_out && make_ca(o.ca_out, o.session_id, &ca, &err) < 0) {
+        fprintf(stderr, "egress_proxy: %s\n", err.msg);
+        return 1;
+    }
     if (rc_policy_describe(pol, &desc, NULL) == 0)
         rc_log_info("egress policy: %s", desc.data);
     if (rc_netns_listen_tcp(o.netns, addr, port, 128, &fd, &bound, &err) < 0) {
         fprintf(stderr, "egress_proxy: %s\n", err.msg);
         return 1;
     }
-    cfg = (rc_proxy_config){
-        .policy = pol, .audit = audit, .ca_file = o.ca_file, .hosts_file = o.hosts_file};
+    cfg = (rc_proxy_config){.policy = pol,
+                            .audit = audit,
+                            .ca_file = o.ca_file,
+                            .hosts_file = o.hosts_file,
+                            .ca = ca,
+                            .forward_key_file = o.forward_key,
+                            .session_id = o.session_id};
     if (rc_proxy_new(&cfg, fd, &px, &err) < 0) {
         fprintf(stderr, "egress_proxy: %s\n", err.msg);
         return 1;

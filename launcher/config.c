@@ -67,6 +67,14 @@ static const char help_text[] =
     "  RUNCELL_SKILLS                0: do not fetch the agent's skills (default: fetch them on\n"
     "                                the host, bound read-only at /workspace/skills; "
     "docs/SKILLS.md)\n"
+    "  RUNCELL_TLS_INTERCEPT         1 (default): a session whose egress policy has request rules\n"
+    "                                gets its own CA, so https:// to those domains is terminated\n"
+    "                                by the proxy and its rules apply; the container trusts the\n"
+    "                                CA (never its key) through /run/runcell-ca and\n"
+    "                                SSL_CERT_FILE etc. 0: off, CONNECT to such domains is\n"
+    "                                refused (docs/BROKER.md)\n"
+    "  RUNCELL_FORWARD_KEY_FILE      HMAC key (>= 32 bytes, mode 0600) signing the token of\n"
+    "                                forwardURL rules; needed when a policy has them\n"
     "  RUNCELL_WRITABLE_ROOT         1: a per-session overlay over the snapshot, so the agent can\n"
     "                                write /usr/local, /opt and its home (default: read-only "
     "root;\n"
@@ -171,6 +179,19 @@ static bool env_flag(const char *name)
 {
     const char *v = env_str(name);
     return v && strcmp(v, "1") == 0;
+}
+
+/* A strict 0/1 switch: anything else is an error, so a typo never silently flips it. */
+static int env_bool(const char *name, bool def, bool *ret, rc_error *err)
+{
+    const char *v = env_str(name);
+    if (!v)
+        *ret = def;
+    else if (strcmp(v, "1") == 0 || strcmp(v, "0") == 0)
+        *ret = v[0] == '1';
+    else
+        return rc_error_set(err, RC_EINVAL, "%s must be 0 or 1", name);
+    return 0;
 }
 
 /* One KEY=VALUE line (trimmed; optional surrounding quotes on the value). */
@@ -311,10 +332,15 @@ int rc_launcher_config_load(const char *env_file, rc_launcher_config *ret, rc_er
     c.allow_plain_http = env_flag("RUNCELL_ALLOW_PLAIN_HTTP");
     c.ca_file = env_str("RUNCELL_CA_FILE");
     c.hosts_file = env_str("RUNCELL_BROKER_HOSTS_FILE");
+    c.forward_key_file = env_str("RUNCELL_FORWARD_KEY_FILE");
+    if ((r = check_abs("RUNCELL_FORWARD_KEY_FILE", c.forward_key_file, err)) < 0)
+        return r;
     c.runc_path = env_str("RUNCELL_RUNC");
     c.purge_workspace = env_flag("RUNCELL_PURGE_WORKSPACE");
     c.writable_root = env_flag("RUNCELL_WRITABLE_ROOT");
     c.skills = !env_str("RUNCELL_SKILLS") || strcmp(env_str("RUNCELL_SKILLS"), "0") != 0;
+    if ((r = env_bool("RUNCELL_TLS_INTERCEPT", true, &c.tls_intercept, err)) < 0)
+        return r;
     c.runner_log_level = env_str("RUNCELL_RUNNER_LOG_LEVEL");
     if ((r = check_abs("RUNCELL_STATE_DIR", c.state_dir, err)) < 0 ||
         (r = check_abs("RUNCELL_RUN_DIR", c.run_dir, err)) < 0 ||

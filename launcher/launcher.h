@@ -19,6 +19,8 @@
  *   R/netns/<sid>                 the session's network namespace (nsfs bind mount)
  *   S/sessions/<sid>/work         environment id, work id, session token (0600, dir 0700)
  *   S/sessions/<sid>/api-audit.jsonl, egress-audit.jsonl   the broker's audit lines
+ *   S/tls/<sid>/                  the session CA's certificate and merged bundle (never its key),
+ *                                 bound read-only at /run/runcell-ca (launcher/tlstrust.h)
  *   S/bundles, S/workspaces, S/runc, S/snapshots           the OCI module's (oci/bundle.h)
  *   S/artifacts/<sid>/<UTC time>/  files exported at session end (RUNCELL_ARTIFACTS), or
  *   S/artifacts/<sid>/<UTC time>.tar.gz with RUNCELL_ARTIFACTS_FORMAT=tar */
@@ -59,20 +61,22 @@ typedef struct rc_launcher_config {
     bool allow_plain_http;      /* RUNCELL_ALLOW_PLAIN_HTTP=1: http:// to a non-loopback host */
     const char *ca_file;        /* RUNCELL_CA_FILE: extra CA bundle for the API and the proxy */
     const char *hosts_file;     /* RUNCELL_BROKER_HOSTS_FILE: test-only name map for the proxy */
-    const char *runc_path;      /* RUNCELL_RUNC; NULL: runc on PATH */
-    int64_t wall_limit_s;       /* RUNCELL_SESSION_WALL_LIMIT_S */
-    int64_t grace_ms;           /* RUNCELL_STOP_GRACE_MS: SIGTERM -> SIGKILL */
-    int64_t lock_wait_ms;       /* RUNCELL_SESSION_LOCK_WAIT_MS: wait for a previous shim */
-    int64_t memory_limit;       /* RUNCELL_MEMORY (bytes, K/M/G); 0: the OCI default */
-    int64_t pids_limit;         /* RUNCELL_PIDS; 0: default */
-    int64_t cpus;               /* RUNCELL_CPUS; 0: default (one CPU) */
-    int64_t max_idle_ms;        /* RUNCELL_MAX_IDLE_MS passed to the runner; -1: runner default */
-    uint32_t map_host;          /* RUNCELL_UID_BASE: host uid/gid of container id 0 */
-    bool purge_workspace;       /* RUNCELL_PURGE_WORKSPACE=1: drop the workspace at session end */
-    int64_t workspace_size;     /* RUNCELL_WORKSPACE_SIZE (bytes, K/M/G): a new workspace's cap
-                                 * (ext4 image, docs/OCI.md); 0: no cap */
+    const char *forward_key_file; /* RUNCELL_FORWARD_KEY_FILE: forwardURL token key (forward.h) */
+    const char *runc_path;        /* RUNCELL_RUNC; NULL: runc on PATH */
+    int64_t wall_limit_s;         /* RUNCELL_SESSION_WALL_LIMIT_S */
+    int64_t grace_ms;             /* RUNCELL_STOP_GRACE_MS: SIGTERM -> SIGKILL */
+    int64_t lock_wait_ms;         /* RUNCELL_SESSION_LOCK_WAIT_MS: wait for a previous shim */
+    int64_t memory_limit;         /* RUNCELL_MEMORY (bytes, K/M/G); 0: the OCI default */
+    int64_t pids_limit;           /* RUNCELL_PIDS; 0: default */
+    int64_t cpus;                 /* RUNCELL_CPUS; 0: default (one CPU) */
+    int64_t max_idle_ms;          /* RUNCELL_MAX_IDLE_MS passed to the runner; -1: runner default */
+    uint32_t map_host;            /* RUNCELL_UID_BASE: host uid/gid of container id 0 */
+    bool purge_workspace;         /* RUNCELL_PURGE_WORKSPACE=1: drop the workspace at session end */
+    int64_t workspace_size;       /* RUNCELL_WORKSPACE_SIZE (bytes, K/M/G): a new workspace's cap
+                                   * (ext4 image, docs/OCI.md); 0: no cap */
     bool writable_root; /* RUNCELL_WRITABLE_ROOT=1: per-session overlay root (docs/OCI.md) */
     bool skills;        /* RUNCELL_SKILLS (default on): fetch the agent's skills */
+    bool tls_intercept; /* RUNCELL_TLS_INTERCEPT (default on): per-session CA for rule domains */
     const char *runner_log_level; /* RUNCELL_RUNNER_LOG_LEVEL */
     const char *artifacts;        /* RUNCELL_ARTIFACTS: comma-separated globs; NULL: no export */
     char artifacts_dir[RC_LAUNCHER_PATH_MAX]; /* RUNCELL_ARTIFACTS_DIR, default S/artifacts */
@@ -102,6 +106,7 @@ enum rc_launcher_path {
     RC_LP_API_AUDIT,    /* S/sessions/<sid>/api-audit.jsonl */
     RC_LP_EGRESS_AUDIT, /* S/sessions/<sid>/egress-audit.jsonl */
     RC_LP_SKILLS,       /* S/skills/<sid>: the session's skills, bound read-only */
+    RC_LP_TLS,          /* S/tls/<sid>: the session CA's certificate files, bound read-only */
 };
 
 int rc_launcher_path(const rc_launcher_config *c, const char *sid, int which, char *buf,

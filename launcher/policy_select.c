@@ -18,6 +18,7 @@
  * drive it with session JSON and a temporary directory. */
 #include "launcher.h"
 
+#include "../broker/forward.h"
 #include "../broker/policy.h"
 #include "api.h"
 #include "cleanup.h"
@@ -243,10 +244,19 @@ int rc_launcher_policy_load(const rc_launcher_config *c, const char *sid, const 
 
 /* ---- start-up validation -------------------------------------------------------------------- */
 
-static int check_file(const char *path, rc_error *err)
+/* A policy parses, and one with forwardURL rules has the token key it needs (the proxy would
+ * refuse to start for the session otherwise). */
+static int check_file(const rc_launcher_config *c, const char *path, rc_error *err)
 {
     _cleanup_(rc_policy_freep) rc_policy *p = NULL;
-    return rc_policy_load(path, &p, err);
+    int r = rc_policy_load(path, &p, err);
+    if (r < 0)
+        return r;
+    if (rc_policy_has_forward(p) && !c->forward_key_file)
+        return rc_error_set(
+            err, RC_EINVAL,
+            "%s has forwardURL rules: set RUNCELL_FORWARD_KEY_FILE (docs/BROKER.md)", path);
+    return 0;
 }
 
 /* The directory must be the operator's: owned by root (or by us, for tests run unprivileged) and
@@ -267,7 +277,7 @@ static int check_dir_owner(const char *dir, rc_error *err)
 
 /* Every entry of dir (hidden ones skipped) must be <token>.json and a valid policy; in the top
  * directory, "agents" may be the per-agent directory. Returns the number of policies checked. */
-static int check_dir(const char *dir, bool top, rc_error *err)
+static int check_dir(const rc_launcher_config *c, const char *dir, bool top, rc_error *err)
 {
     DIR *d;
     struct dirent *de;
@@ -288,7 +298,7 @@ static int check_dir(const char *dir, bool top, rc_error *err)
             break;
         }
         if (top && strcmp(de->d_name, AGENTS_SUBDIR) == 0) {
-            if ((r = check_dir(path, false, err)) < 0)
+            if ((r = check_dir(c, path, false, err)) < 0)
                 break;
             count += r;
             continue;
@@ -304,7 +314,7 @@ static int check_dir(const char *dir, bool top, rc_error *err)
                              path);
             break;
         }
-        if ((r = check_file(path, err)) < 0)
+        if ((r = check_file(c, path, err)) < 0)
             break;
         count++;
         r = 0;
@@ -319,13 +329,19 @@ int rc_launcher_policy_check_all(const rc_launcher_config *c, rc_error *err)
 {
     int r, count = 0;
 
+    if (c->forward_key_file) {
+        rc_forward_key k;
+        if ((r = rc_forward_key_load(c->forward_key_file, &k, err)) < 0)
+            return rc_error_wrap(err, RC_EINVAL, "RUNCELL_FORWARD_KEY_FILE");
+        rc_forward_key_clear(&k);
+    }
     if (c->policy_file) {
-        if ((r = check_file(c->policy_file, err)) < 0)
+        if ((r = check_file(c, c->policy_file, err)) < 0)
             return r;
         count++;
     }
     if (c->policy_dir) {
-        if ((r = check_dir(c->policy_dir, true, err)) < 0)
+        if ((r = check_dir(c, c->policy_dir, true, err)) < 0)
             return r;
         count += r;
     }

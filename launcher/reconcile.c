@@ -45,10 +45,11 @@ static void stop_item(const rc_launcher_config *c, const char *sid)
     rc_worksecret_free(token);
 }
 
-/* Anything of the session on the host: run dir, work file, bundle, runc state, netns. */
+/* Anything of the session on the host: run dir, work file, bundle, runc state, netns, the
+ * session CA's files. */
 static bool has_traces(const rc_launcher_config *c, const char *sid)
 {
-    static const int kinds[] = {RC_LP_RUN_SESSION, RC_LP_WORK, RC_LP_NETNS};
+    static const int kinds[] = {RC_LP_RUN_SESSION, RC_LP_WORK, RC_LP_NETNS, RC_LP_TLS};
     char p[RC_LAUNCHER_PATH_MAX];
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (rc_launcher_path(c, sid, kinds[i], p, sizeof p, NULL) == 0 && access(p, F_OK) == 0)

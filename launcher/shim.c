@@ -5,7 +5,8 @@
  *
  *   secret -> session token (refuse without one) -> session lock (waits for a previous shim of
  *   the same session) -> leftovers of a crashed run removed -> root-only work file -> netns with
- *   lo -> broker (API channel socket + egress proxy listening inside the netns) -> bundle ->
+ *   lo -> broker (API channel socket + egress proxy listening inside the netns; a per-session
+ *   CA when the policy has request rules, its certificate published under S/tls) -> bundle ->
  *   runc create + start (we are the subreaper of the container's init) -> wait (wall-clock limit,
  *   SIGTERM from `runcell stop`) -> force-stop the item unless the lease was lost -> runc delete,
  *   broker down, artifacts exported (RUNCELL_ARTIFACTS), bundle, netns, files removed -> one
@@ -14,11 +15,14 @@
  * The order of teardown is fixed and every step runs whatever failed before it, so a failed
  * spawn never leaves an item claimed (the gap the reference app had) and nothing stays mounted.
  * The token lives in this process only (and in the root-only work file, for reconcile after a
- * crash); it is registered with the log redactor and wiped when freed. */
+ * crash); it is registered with the log redactor and wiped when freed. The session CA's private
+ * key (TLS interception, issue 11) lives in this process only, never on disk: only its
+ * certificate is written (launcher/tlstrust.h). */
 #include "launcher.h"
 
 #include "../broker/apichan.h"
 #include "../broker/audit.h"
+#include "../broker/ca.h"
 #include "../broker/netns.h"
 #include "../broker/policy.h"
 #include "../broker/proxy.h"
@@ -34,6 +38,7 @@
 #include "json.h"
 #include "log.h"
 #include "skills.h"
+#include "tlstrust.h"
 #include "webhook.h"
 
 #include <errno.h>
@@ -43,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -64,12 +70,14 @@ typedef struct shim {
     rc_policy *policy;
     rc_audit *audit;
     rc_proxy *proxy;
+    rc_ca *ca; /* the session's interception CA (NULL: none); outlives the proxy */
     pthread_t proxy_thread;
     bool proxy_running;
     rc_snapshot_store *store;
     rc_bundle *bundle;
     rc_runc_container *ct;
     char skills_dir[RC_LAUNCHER_PATH_MAX]; /* non-empty once the skills are in place */
+    char tls_dir[RC_LAUNCHER_PATH_MAX];    /* S/tls/<sid> once the CA is published */
     /* outcome */
     const char *end; /* "exit", "wall_limit", "signal", "start_failed", "refused" */
     int wstatus;     /* valid when have_status */
@@ -173,6 +181,57 @@ static void *proxy_main(void *arg)
     return NULL;
 }
 
+/* Issue 11: a policy with request rules gets a per-session CA, so the proxy can terminate TLS
+ * for those domains. It lives as long as the session may (wall-clock limit plus the stop grace
+ * and a minute of clock slack); the key never leaves this process. */
+static int make_ca(shim *s, rc_error *err)
+{
+    const rc_launcher_config *c = s->cfg;
+    uint64_t lifetime;
+    int r;
+
+    if (!rc_tlstrust_policy_wants_ca(s->policy))
+        return 0;
+    if (!c->tls_intercept) {
+        rc_log_info("tls: interception off (RUNCELL_TLS_INTERCEPT=0): CONNECT to domains with "
+                    "request rules is refused");
+        return 0;
+    }
+    lifetime = (uint64_t)c->wall_limit_s + (uint64_t)(c->grace_ms / 1000) + 60;
+    if ((r = rc_ca_new(s->info.session_id, lifetime, &s->ca, err)) < 0)
+        return rc_error_wrap(err, RC_EIO, "creating the session's TLS interception CA");
+    rc_log_info("tls: per-session interception CA created (lifetime %llu s)",
+                (unsigned long long)lifetime);
+    return 0;
+}
+
+/* Publish the CA's certificate (never its key) in S/tls/<sid> and tell the bundle where to bind
+ * it (launcher/tlstrust.h). res must outlive the bundle's creation. */
+static int publish_ca(shim *s, rc_oci_config *oc, rc_tlstrust_result *res, rc_error *err)
+{
+    _cleanup_(rc_buf_free) rc_buf pem = RC_BUF_INIT(RC_TLSTRUST_CA_PEM_MAX);
+    char digest[RC_SNAPSHOT_DIGEST_SIZE], rootfs[RC_LAUNCHER_PATH_MAX];
+    int r;
+
+    if (!s->ca)
+        return 0;
+    if ((r = rc_launcher_path(s->cfg, s->info.session_id, RC_LP_TLS, s->tls_dir, sizeof s->tls_dir,
+                              err)) < 0 ||
+        (r = rc_ca_cert_pem(s->ca, &pem, err)) < 0 ||
+        (r = rc_snapshot_digest_parse(s->digest, digest, err)) < 0 ||
+        (r = rc_snapshot_rootfs_path(s->store, digest, rootfs, sizeof rootfs, err)) < 0 ||
+        (r = rc_tlstrust_prepare(rootfs, s->tls_dir, pem.data, pem.len, s->cfg->writable_root, res,
+                                 err)) < 0)
+        return rc_error_wrap(err, RC_EIO, "publishing the session CA");
+    oc->ca_dir_host = s->tls_dir;
+    oc->ca_binds = res->binds;
+    oc->n_ca_binds = res->n_binds;
+    rc_log_info("tls: session CA published at %s (%zu binds over the snapshot's trust files%s)",
+                RC_OCI_DEFAULT_CA_DIR, res->n_binds,
+                res->system_bundle ? "" : "; no system bundle in the snapshot");
+    return 0;
+}
+
 static int start_proxy(shim *s, rc_error *err)
 {
     const rc_launcher_config *c = s->cfg;
@@ -184,14 +243,21 @@ static int start_proxy(shim *s, rc_error *err)
         return r;
     rc_log_info("egress policy: %s %s", rc_launcher_policy_source_name(pol.source),
                 pol.path[0] ? pol.path : "deny-all");
+    if ((r = make_ca(s, err)) < 0)
+        return r;
     if ((r = rc_launcher_path(c, s->info.session_id, RC_LP_EGRESS_AUDIT, audit, sizeof audit,
                               err)) < 0 ||
         (r = rc_audit_open(audit, s->info.session_id, &s->audit, err)) < 0 ||
         (r = rc_netns_listen_tcp(s->netns, PROXY_ADDR, RC_LAUNCHER_PROXY_PORT, 128, &fd, NULL,
                                  err)) < 0)
         return r;
-    rc_proxy_config pc = {
-        .policy = s->policy, .audit = s->audit, .ca_file = c->ca_file, .hosts_file = c->hosts_file};
+    rc_proxy_config pc = {.policy = s->policy,
+                          .audit = s->audit,
+                          .ca_file = c->ca_file,
+                          .hosts_file = c->hosts_file,
+                          .ca = s->ca,
+                          .forward_key_file = c->forward_key_file,
+                          .session_id = s->info.session_id};
     if ((r = rc_proxy_new(&pc, fd, &s->proxy, err)) < 0)
         return r;
     if ((r = pthread_create(&s->proxy_thread, NULL, proxy_main, s)) != 0) {
@@ -251,6 +317,7 @@ static int make_bundle(shim *s, rc_error *err)
 {
     const rc_launcher_config *c = s->cfg;
     char snapdir[RC_LAUNCHER_PATH_MAX], apidir[RC_LAUNCHER_PATH_MAX];
+    _cleanup_free_ rc_tlstrust_result *tls = NULL; /* the binds point into it */
     rc_oci_config oc;
     int r;
 
@@ -279,6 +346,10 @@ static int make_bundle(shim *s, rc_error *err)
         oc.pids_limit = c->pids_limit;
     if (c->cpus > 0)
         oc.cpu_quota = c->cpus * (int64_t)oc.cpu_period;
+    if (s->ca && !(tls = calloc(1, sizeof *tls)))
+        return rc_error_set(err, RC_ENOMEM, "out of memory");
+    if ((r = publish_ca(s, &oc, tls, err)) < 0)
+        return r;
     rc_bundle_opts bo = {.state_dir = c->state_dir,
                          .store = s->store,
                          .snapshot_digest = s->digest,
@@ -450,6 +521,9 @@ static void stop_broker(shim *s, rc_apichan_stats *ret_stats)
     }
     rc_proxy_free(s->proxy);
     s->proxy = NULL;
+    if (s->ca)
+        rc_ca_free(s->ca); /* after the proxy that used it */
+    s->ca = NULL;
     if (s->audit)
         rc_audit_close(s->audit);
     s->audit = NULL;
@@ -636,6 +710,9 @@ int rc_launcher_shim_main(const rc_launcher_config *c, const char *snapshot_dige
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* before any thread: only the wait loop takes them */
     signal(SIGPIPE, SIG_IGN);
+    /* The token and the session CA's key live in this process: no core dump of it, and no
+     * /proc/<pid>/mem for anyone without CAP_SYS_PTRACE. Reset by execve in our children. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
     r = read_item(&s, item_fd, &e);
     close(item_fd);

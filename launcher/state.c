@@ -9,6 +9,7 @@
  * removed as soon as the item is stopped. */
 #include "launcher.h"
 #include "skills.h"
+#include "tlstrust.h"
 
 #include "../oci/bundle.h"
 #include "../oci/runc.h"
@@ -87,6 +88,9 @@ int rc_launcher_path(const rc_launcher_config *c, const char *sid, int which, ch
         break;
     case RC_LP_SKILLS:
         n = snprintf(buf, bufsz, "%s/skills/%s", S, sid);
+        break;
+    case RC_LP_TLS:
+        n = snprintf(buf, bufsz, "%s/tls/%s", S, sid);
         break;
     default:
         return rc_error_set(err, RC_EINVAL, "unknown launcher path %d", which);
@@ -533,6 +537,8 @@ int rc_launcher_session_cleanup(const rc_launcher_config *c, const char *sid, bo
     note(&first, err, rc_launcher_netns_remove(p, &step), &step);
     rc_launcher_path(c, sid, RC_LP_SKILLS, p, sizeof p, NULL);
     note(&first, err, rc_skills_remove(p, &step), &step);
+    rc_launcher_path(c, sid, RC_LP_TLS, p, sizeof p, NULL);
+    note(&first, err, rc_tlstrust_remove(p, &step), &step);
     rc_launcher_path(c, sid, RC_LP_API_SOCKET, p, sizeof p, NULL);
     unlink_quiet(p);
     rc_launcher_path(c, sid, RC_LP_API_DIR, p, sizeof p, NULL);
@@ -616,6 +622,9 @@ int rc_launcher_session_ids(const rc_launcher_config *c,
     if ((r = scan_dir(p, NULL, &ids, &n, &cap, err)) < 0)
         goto fail;
     snprintf(p, sizeof p, "%s/runc", c->state_dir); /* runc state of a container, if any */
+    if ((r = scan_dir(p, NULL, &ids, &n, &cap, err)) < 0)
+        goto fail;
+    snprintf(p, sizeof p, "%s/tls", c->state_dir); /* a session CA's files, if any */
     if ((r = scan_dir(p, NULL, &ids, &n, &cap, err)) < 0)
         goto fail;
     *ret = ids;

@@ -233,6 +233,39 @@ static int env_inputs_check(const rc_oci_config *c, rc_error *err)
     return 0;
 }
 
+static bool path_under(const char *p, const char *dir)
+{
+    size_t n = strlen(dir);
+    return strncmp(p, dir, n) == 0 && (p[n] == '\0' || p[n] == '/');
+}
+
+/* The CA dir and the binds of its files over the rootfs's trust files (issue 11). A destination
+ * may not be the root or lie in a kernel filesystem. */
+static int ca_check(const rc_oci_config *c, rc_error *err)
+{
+    static const char *const kernel_dirs[] = {"/proc", "/sys", "/dev", NULL};
+    int r;
+    if ((r = path_check("ca_dir_host", c->ca_dir_host, false, err)) < 0)
+        return r;
+    if (c->n_ca_binds && (!c->ca_dir_host || !c->ca_binds))
+        return rc_error_set(err, RC_EINVAL, "ca_binds need ca_dir_host");
+    if (c->n_ca_binds > RC_OCI_CA_BINDS_MAX)
+        return rc_error_set(err, RC_EINVAL, "more than %d ca_binds", RC_OCI_CA_BINDS_MAX);
+    for (size_t i = 0; i < c->n_ca_binds; i++) {
+        const char *d = c->ca_binds[i].destination;
+        if ((r = path_check("ca_binds source", c->ca_binds[i].source, true, err)) < 0 ||
+            (r = path_check("ca_binds destination", d, true, err)) < 0)
+            return r;
+        if (strcmp(d, "/") == 0)
+            return rc_error_set(err, RC_EINVAL, "a ca_binds destination cannot be /");
+        for (size_t k = 0; kernel_dirs[k]; k++)
+            if (path_under(d, kernel_dirs[k]))
+                return rc_error_set(err, RC_EINVAL, "a ca_binds destination lies in %s",
+                                    kernel_dirs[k]);
+    }
+    return 0;
+}
+
 static int paths_check(const rc_oci_config *c, rc_error *err)
 {
     int r;
@@ -245,7 +278,8 @@ static int paths_check(const rc_oci_config *c, rc_error *err)
         (r = path_check("skills_host", c->skills_host, false, err)) < 0 ||
         (r = path_check("api_dir", c->api_dir, true, err)) < 0 ||
         (r = path_check("netns_path", c->netns_path, false, err)) < 0 ||
-        (r = path_check("cgroup_parent", c->cgroup_parent, true, err)) < 0)
+        (r = path_check("cgroup_parent", c->cgroup_parent, true, err)) < 0 ||
+        (r = ca_check(c, err)) < 0)
         return r;
     if (!c->api_socket_name || !c->api_socket_name[0] || strchr(c->api_socket_name, '/') ||
         strlen(c->api_socket_name) > 64)
@@ -372,6 +406,28 @@ static void env_add_u(jb *b, cJSON *env, const char *name, unsigned long long v)
     env_add(b, env, name, num);
 }
 
+/* Issue 11: clients with their own trust stores (curl, Python requests/pip, git, npm, the AWS
+ * SDKs, cargo, gRPC, Node) are pointed at the merged bundle (system roots + the session CA), Node
+ * additionally at the CA alone (NODE_EXTRA_CA_CERTS adds to its bundled roots). */
+static void build_ca_env(jb *b, cJSON *env)
+{
+    static const char *const bundle_vars[] = {"SSL_CERT_FILE",
+                                              "CURL_CA_BUNDLE",
+                                              "REQUESTS_CA_BUNDLE",
+                                              "GIT_SSL_CAINFO",
+                                              "PIP_CERT",
+                                              "NPM_CONFIG_CAFILE",
+                                              "AWS_CA_BUNDLE",
+                                              "CARGO_HTTP_CAINFO",
+                                              "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+                                              NULL};
+    const char *bundle = RC_OCI_DEFAULT_CA_DIR "/" RC_OCI_CA_BUNDLE_NAME;
+    for (size_t i = 0; bundle_vars[i]; i++)
+        env_add(b, env, bundle_vars[i], bundle);
+    env_add(b, env, "NODE_EXTRA_CA_CERTS", RC_OCI_DEFAULT_CA_DIR "/" RC_OCI_CA_PEM_NAME);
+    env_add(b, env, "NODE_USE_SYSTEM_CA", "1");
+}
+
 static void build_env(jb *b, cJSON *proc, const rc_oci_config *c)
 {
     cJSON *env = jb_arr(b, proc, "env");
@@ -407,6 +463,8 @@ static void build_env(jb *b, cJSON *proc, const rc_oci_config *c)
     env_add(b, env, "all_proxy", c->https_proxy ? c->https_proxy : c->http_proxy);
     if (c->https_proxy || c->http_proxy)
         env_add(b, env, "NODE_USE_ENV_PROXY", "1");
+    if (c->ca_dir_host)
+        build_ca_env(b, env);
     for (const char *const *e = c->extra_env; e && *e; e++)
         jb_str(b, env, NULL, *e);
 }
@@ -479,6 +537,19 @@ static void build_sys_mounts(jb *b, cJSON *mounts, const rc_oci_config *c)
     build_mount(b, mounts, "/sys/fs/cgroup", "cgroup", "cgroup", cgroup);
 }
 
+/* Issue 11: the session CA's dir inside the /run tmpfs (runc makes the mount point there), then
+ * its files over the rootfs's own trust files (existing targets: nothing is created in a
+ * read-only root). */
+static void build_ca_mounts(jb *b, cJSON *mounts, const rc_oci_config *c)
+{
+    static const char *const ca_bind[] = {"bind", "ro", "nosuid", "nodev", "noexec", NULL};
+    if (!c->ca_dir_host)
+        return;
+    build_mount(b, mounts, RC_OCI_DEFAULT_CA_DIR, "bind", c->ca_dir_host, ca_bind);
+    for (size_t i = 0; i < c->n_ca_binds; i++)
+        build_mount(b, mounts, c->ca_binds[i].destination, "bind", c->ca_binds[i].source, ca_bind);
+}
+
 static void build_mounts(jb *b, cJSON *root, const rc_oci_config *c)
 {
     static const char *const proc[] = {"nosuid", "noexec", "nodev", NULL};
@@ -514,6 +585,7 @@ static void build_mounts(jb *b, cJSON *root, const rc_oci_config *c)
         snprintf(skills_at, sizeof skills_at, "%s/skills", c->workdir);
         build_mount(b, mounts, skills_at, "bind", c->skills_host, skills_bind);
     }
+    build_ca_mounts(b, mounts, c);
 }
 
 /* ---- linux ----------------------------------------------------------------------------------- */

@@ -41,6 +41,10 @@
 #define RC_OCI_DEFAULT_STATE_PATH      "/run/runcell"
 #define RC_OCI_DEFAULT_API_DIR         "/run/runcell-api"
 #define RC_OCI_DEFAULT_API_SOCKET_NAME "api.sock"
+#define RC_OCI_DEFAULT_CA_DIR          "/run/runcell-ca" /* the session CA's dir (issue 11) */
+#define RC_OCI_CA_PEM_NAME             "ca.pem"          /* the CA certificate alone */
+#define RC_OCI_CA_BUNDLE_NAME          "ca-bundle.pem"   /* system roots + the CA */
+#define RC_OCI_CA_BINDS_MAX            8
 #define RC_OCI_DEFAULT_TMP_SIZE        (256ull << 20)
 #define RC_OCI_DEFAULT_MEMORY          (2048ll << 20)
 #define RC_OCI_DEFAULT_SWAP            0ll /* extra swap beyond memory: none */
@@ -55,6 +59,12 @@
 #define RC_OCI_HOSTNAME_MAX            63
 #define RC_OCI_ENV_MAX                 64 /* entries in extra_env */
 #define RC_OCI_ARGS_MAX                256
+
+/* A read-only bind mount: a host file or dir over a path inside the container. */
+typedef struct rc_oci_bind {
+    const char *source;      /* absolute host path */
+    const char *destination; /* absolute path inside the container */
+} rc_oci_bind;
 
 typedef struct rc_oci_config {
     /* ---- identity ---- */
@@ -79,6 +89,15 @@ typedef struct rc_oci_config {
     const char *api_dir;         /* RC_OCI_DEFAULT_API_DIR */
     const char *api_socket_name; /* RC_OCI_DEFAULT_API_SOCKET_NAME, inside api_dir */
     uint64_t tmp_size;           /* bytes of the /tmp tmpfs (RC_OCI_DEFAULT_TMP_SIZE) */
+    /* TLS interception (issue 11). NULL: none. Else a host dir holding RC_OCI_CA_PEM_NAME and
+     * RC_OCI_CA_BUNDLE_NAME (certificates only), bound read-only at RC_OCI_DEFAULT_CA_DIR, and
+     * the trust variables (SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, ...) point there. */
+    const char *ca_dir_host;
+    /* Read-only binds of those files over the rootfs's own trust files (the system bundle,
+     * anchor dirs); mounted after everything else. A destination must exist in a read-only
+     * root. At most RC_OCI_CA_BINDS_MAX; only used with ca_dir_host. */
+    const rc_oci_bind *ca_binds;
+    size_t n_ca_binds;
 
     /* ---- network ---- */
     const char *netns_path; /* NULL: a new namespace with only lo; else joined */

@@ -58,9 +58,23 @@ printf '%s\n' '{"allow": ["*"], "allow": []}' >"$T/bad-default.json"
 check_config RUNCELL_POLICY_FILE="$T/bad-default.json"
 expect bad_default_policy 2 "$T/bad-default.json: policy: not valid JSON"
 
-printf '%s\n' '{"allow": {"x.test": [{"forwardURL": "https://y.test"}]}}' >"$T/fwd.json"
+printf '%s\n' '{"allow": {"x.test": [{"forwardURL": "http://y.test"}]}}' >"$T/fwd.json"
 check_config RUNCELL_POLICY_FILE="$T/fwd.json"
-expect forward_url_refused 2 '"forwardURL" is not supported'
+expect forward_url_refused 2 'a forward URL must start with https://'
+
+# a forwardURL policy needs the token key, and the key must be a private file of 32+ bytes
+printf '%s\n' '{"allow": {"x.test": [{"forwardURL": "https://audit.example/in"}]}}' >"$T/fwd-ok.json"
+check_config RUNCELL_POLICY_FILE="$T/fwd-ok.json"
+expect forward_needs_key 2 "$T/fwd-ok.json has forwardURL rules: set RUNCELL_FORWARD_KEY_FILE"
+head -c 48 /dev/urandom >"$T/fwd.key"
+chmod 0600 "$T/fwd.key"
+check_config RUNCELL_POLICY_FILE="$T/fwd-ok.json" RUNCELL_FORWARD_KEY_FILE="$T/fwd.key"
+expect forward_with_key 0 "configuration ok: 1 egress policy checked"
+chmod 0644 "$T/fwd.key"
+check_config RUNCELL_POLICY_FILE="$T/fwd-ok.json" RUNCELL_FORWARD_KEY_FILE="$T/fwd.key"
+expect forward_key_mode 2 "RUNCELL_FORWARD_KEY_FILE"
+check_config RUNCELL_FORWARD_KEY_FILE=relative.key
+expect forward_key_relative 2 "RUNCELL_FORWARD_KEY_FILE must be an absolute path"
 
 # names the selection could never use are refused, not skipped
 printf '%s\n' '"deny-all"' >"$T/policies/npm.json.bak"

@@ -15,6 +15,7 @@
 #include "sdlisten.h"
 
 #include "../fcgi/handoff.h"
+#include "../oci/runc.h"
 #include "cleanup.h"
 #include "json.h"
 #include "log.h"
@@ -441,6 +442,17 @@ static int loop_once(daemon_state *d, rc_error *err)
     return 0;
 }
 
+/* Without runc no session can start: refuse to run rather than accept items only to force-stop
+ * each of them (runcell-fcgi answers 503 while we are down, so they stay queued for a host that
+ * can run them). A runc that disappears later fails each start instead (end=start_failed). */
+static int check_runc(const rc_launcher_config *c, rc_error *err)
+{
+    _cleanup_free_ char *path = NULL;
+    if (rc_runc_find(c->runc_path, &path, err) < 0)
+        return rc_error_wrap(err, RC_ENOTFOUND, "no session can start (RUNCELL_RUNC)");
+    return 0;
+}
+
 int rc_launcher_daemon_run(const rc_launcher_config *c, const char *snapshot_digest,
                            const char *self_exe, rc_error *err)
 {
@@ -448,7 +460,7 @@ int rc_launcher_daemon_run(const rc_launcher_config *c, const char *snapshot_dig
         .cfg = c, .digest = snapshot_digest, .self_exe = self_exe, .listen_fd = -1, .sig_fd = -1};
     int r;
 
-    if ((r = signal_fd(&d.sig_fd, err)) < 0)
+    if ((r = check_runc(c, err)) < 0 || (r = signal_fd(&d.sig_fd, err)) < 0)
         goto out;
     signal(SIGPIPE, SIG_IGN);
     if ((r = rc_launcher_reconcile_all(c, on_adopt, &d, err)) < 0)

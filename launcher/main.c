@@ -5,6 +5,7 @@
 #include "launcher.h"
 
 #include "../oci/bundle.h"
+#include "../oci/runc.h"
 #include "../oci/snapshot.h"
 #include "cleanup.h"
 #include "log.h"
@@ -51,13 +52,19 @@ static int resolve_snapshot(const rc_launcher_config *c, char *digest, rc_error 
     return rc_snapshot_import(store, c->snapshot, digest, err);
 }
 
-/* --check-config: the configuration loaded (or we would not be here) and every policy parses. */
+/* --check-config: the configuration loaded (or we would not be here), every policy parses, and
+ * runc is there (the daemon refuses to start without it). */
 static int check_config(const rc_launcher_config *c)
 {
     rc_error e = {0};
+    _cleanup_free_ char *runc = NULL;
     int n = rc_launcher_policy_check_all(c, &e);
     if (n < 0) {
         fprintf(stderr, "runcell-launcher: egress policy: %s\n", e.msg);
+        return RC_LAUNCHER_EXIT_USAGE;
+    }
+    if (rc_runc_find(c->runc_path, &runc, &e) < 0) {
+        fprintf(stderr, "runcell-launcher: runc: %s\n", e.msg);
         return RC_LAUNCHER_EXIT_USAGE;
     }
     printf("configuration ok: %d egress polic%s checked\n", n, n == 1 ? "y" : "ies");

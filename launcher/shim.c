@@ -669,6 +669,9 @@ static void teardown(shim *s, const char *error)
     }
     if (s->ct) {
         dropped = rc_runc_output_dropped(s->ct);
+        if (rc_runc_output_errno(s->ct))
+            rc_log_warn("container output not kept (%llu bytes dropped): output.log: %s",
+                        (unsigned long long)dropped, strerror(rc_runc_output_errno(s->ct)));
         if (rc_runc_delete(s->ct, &e) < 0)
             rc_log_error("runc delete: %s", e.msg);
         rc_runc_container_free(s->ct);

@@ -61,6 +61,7 @@ struct rc_runc_container {
     int init_pidfd;
     pid_t init_pid;
     uint64_t written, dropped;
+    int write_errno; /* first failed write of output.log (0: none) */
     bool reaped;
     int wstatus;
 };
@@ -228,6 +229,11 @@ pid_t rc_runc_init_pid(const rc_runc_container *c)
 uint64_t rc_runc_output_dropped(const rc_runc_container *c)
 {
     return c->dropped;
+}
+
+int rc_runc_output_errno(const rc_runc_container *c)
+{
+    return c->write_errno;
 }
 
 /* ---- runc's json log ------------------------------------------------------------------------- */
@@ -492,15 +498,22 @@ static void echo_out(rc_runc_container *c, const char *p, size_t n)
     }
 }
 
-static int log_out(rc_runc_container *c, const char *p, size_t n, rc_error *err)
+/* Keep what fits under the cap in output.log. A failing write (the state dir is full) loses
+ * the output, never the session: the bytes are counted as dropped and the first errno kept for
+ * the shim to report (rc_runc_output_errno). */
+static void log_out(rc_runc_container *c, const char *p, size_t n)
 {
     static const char marker[] = "\n[runcell: output cap reached, further output dropped]\n";
     size_t room = c->written < c->output_max ? c->output_max - c->written : 0;
     size_t keep = n < room ? n : room;
     if (keep > 0) {
         ssize_t w = write(c->log_fd, p, keep);
-        if (w < 0)
-            return rc_error_sys(err, RC_EIO, "write %s", c->output_log);
+        if (w < 0) {
+            if (!c->write_errno)
+                c->write_errno = errno ? errno : EIO;
+            c->dropped += n;
+            return;
+        }
         c->written += (uint64_t)w;
         keep = (size_t)w;
     }
@@ -509,7 +522,6 @@ static int log_out(rc_runc_container *c, const char *p, size_t n, rc_error *err)
             (void)!write(c->log_fd, marker, sizeof marker - 1);
         c->dropped += n - keep;
     }
-    return 0;
 }
 
 int rc_runc_pump(rc_runc_container *c, rc_error *err)
@@ -531,9 +543,7 @@ int rc_runc_pump(rc_runc_container *c, rc_error *err)
             return 0;
         }
         echo_out(c, chunk, (size_t)n);
-        int r = log_out(c, chunk, (size_t)n, err);
-        if (r < 0)
-            return r;
+        log_out(c, chunk, (size_t)n);
     }
 }
 

@@ -94,8 +94,10 @@ int rc_runc_pump(rc_runc_container *c, rc_error *err);
 int rc_runc_output_fd(const rc_runc_container *c);
 /* The init's pid (0 before create). */
 pid_t rc_runc_init_pid(const rc_runc_container *c);
-/* Bytes of container output dropped over the cap so far. */
+/* Bytes of container output dropped so far: over the cap, or lost to a failing write. */
 uint64_t rc_runc_output_dropped(const rc_runc_container *c);
+/* The errno of the first failed write of output.log (the bytes then count as dropped), or 0. */
+int rc_runc_output_errno(const rc_runc_container *c);
 
 /* Name of a status ("running", ...). */
 const char *rc_runc_status_name(int status);

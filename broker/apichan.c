@@ -57,6 +57,7 @@
 #define AUTH_PREFIX       "Authorization: Bearer "
 #define SOCKET_TMP_SUFFIX ".tmp-0123456789abcdef" /* length reserved for the temporary name */
 #define REQUEST_ID_PREFIX "req_broker_"
+#define LEARN_BODY_MAX    (4u << 20) /* a session answer read for its memory stores */
 
 /* ---- character classes ------------------------------------------------------------------- */
 
@@ -950,6 +951,8 @@ struct rc_apichan {
     char *environment_id, *work_id, *session_id;
     char **memory_store_ids; /* NULL-terminated */
     rc_apichan_scope scope;
+    bool learn_memory;     /* learn the stores from the relayed session answer */
+    char **learned_stores; /* NULL-terminated or NULL (none seen yet); under lock */
     bool https;
     uid_t allowed_uid;
     int credential_kind;
@@ -1194,7 +1197,9 @@ typedef struct relay {
     long long content_length; /* of the current upstream response, -1 = none */
     bool head_sent, chunked, no_body;
     bool too_big, client_gone, headers_overflow;
-    rc_buf hdrs; /* filtered "name: value\r\n" lines of the current upstream response */
+    rc_buf hdrs;     /* filtered "name: value\r\n" lines of the current upstream response */
+    rc_buf *capture; /* a copy of the body (the session answer, to learn its memory stores) */
+    bool capture_overflow, learned;
     size_t cap;
     unsigned long long body_bytes;
     unsigned long long bytes_out;
@@ -1308,6 +1313,8 @@ static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *ud)
     return total;
 }
 
+static void learn_memory_stores(rc_apichan *ch, const rc_buf *body);
+
 static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
 {
     relay *rl = ud;
@@ -1320,6 +1327,15 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
     if (!rl->stream && rl->body_bytes > rl->cap) {
         rl->too_big = true;
         return 0;
+    }
+    if (rl->capture && !rl->capture_overflow && rc_buf_append(rl->capture, p, n, NULL) < 0)
+        rl->capture_overflow = true;
+    /* Learn before the last bytes go out: once the runner holds the whole session it may ask for
+     * memory on another connection at once. (A chunked answer is learnt before its terminator.) */
+    if (rl->capture && !rl->capture_overflow && rl->status == 200 && rl->content_length >= 0 &&
+        rl->body_bytes == (unsigned long long)rl->content_length) {
+        learn_memory_stores(rl->c->ch, rl->capture);
+        rl->learned = true;
     }
     int r;
     if (rl->chunked) {
@@ -1492,6 +1508,56 @@ static void forward_failed_early(conn *c, relay *rl, CURLcode res, forward_resul
     }
 }
 
+/* The memory stores of the session answer the upstream gave (resources[] of type memory_store),
+ * replacing what was learnt before. An answer for another session, or one that is not a session
+ * object, teaches nothing. */
+static void learn_memory_stores(rc_apichan *ch, const rc_buf *body)
+{
+    rc_json_limits lim = {.max_size = LEARN_BODY_MAX, .max_depth = 64};
+    _cleanup_json_ cJSON *s = NULL;
+    if (rc_json_parse(body->data ? body->data : "", body->len, &lim, &s, NULL) < 0)
+        return;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(s, "id");
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(s, "resources"), *r;
+    if (!cJSON_IsString(id) || strcmp(id->valuestring, ch->session_id) != 0 || !cJSON_IsArray(res))
+        return;
+    size_t n = 0, max = (size_t)cJSON_GetArraySize(res);
+    _cleanup_(lines_freep) char **ids = calloc(max + 1, sizeof *ids);
+    if (!ids)
+        return;
+    cJSON_ArrayForEach(r, res)
+    {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(r, "type");
+        const cJSON *store = cJSON_GetObjectItemCaseSensitive(r, "memory_store_id");
+        if (!cJSON_IsString(type) || strcmp(type->valuestring, "memory_store") != 0 ||
+            !cJSON_IsString(store) || !id_shape_ok(store->valuestring, strlen(store->valuestring)))
+            continue;
+        if (!(ids[n++] = strdup(store->valuestring)))
+            return;
+    }
+    pthread_mutex_lock(&ch->lock);
+    char **old = ch->learned_stores;
+    ch->learned_stores = take_ptr(ids);
+    pthread_mutex_unlock(&ch->lock);
+    rc_apichan_lines_free(old);
+    if (n > 0)
+        rc_log_info("apichan: memory stores allowed for this session: %zu", n);
+}
+
+/* The scope a request is matched against: the configured one, plus the learnt memory stores. */
+static int route_match(rc_apichan *ch, const rc_apichan_head *h, int *route, rc_error *err)
+{
+    rc_apichan_scope sc = ch->scope;
+    pthread_mutex_lock(&ch->lock);
+    if (ch->learn_memory && ch->learned_stores) {
+        sc.features |= RC_APICHAN_ALLOW_MEMORY;
+        sc.memory_store_ids = (const char *const *)ch->learned_stores;
+    }
+    int r = rc_apichan_route_match(&sc, h->method, h->target, route, err);
+    pthread_mutex_unlock(&ch->lock);
+    return r;
+}
+
 static int forward(conn *c, const rc_apichan_head *h, int route, const char *body, size_t body_len,
                    forward_result *fr)
 {
@@ -1503,7 +1569,10 @@ static int forward(conn *c, const rc_apichan_head *h, int route, const char *bod
     int r = upstream_slist(c, h, &hdrs);
     if (r < 0 || (r = upstream_url(ch, h->target, &url)) < 0)
         return r;
+    _cleanup_(rc_buf_free) rc_buf capture = RC_BUF_INIT(LEARN_BODY_MAX);
     relay rl = {.c = c,
+                .capture =
+                    route == RC_APICHAN_ROUTE_SESSION_GET && ch->learn_memory ? &capture : NULL,
                 .stream = rc_apichan_route_is_stream(route),
                 .client_close = h->connection_close,
                 .content_length = -1,
@@ -1545,6 +1614,8 @@ static int forward(conn *c, const rc_apichan_head *h, int route, const char *bod
         rc_log_debug("apichan: upstream transfer ended: %s", curl_easy_strerror(res));
         return 0;
     }
+    if (rl.capture && rl.status == 200 && !rl.capture_overflow && !rl.learned)
+        learn_memory_stores(ch, &capture);
     if (rl.chunked && conn_send(c, "0\r\n\r\n", 5) < 0) {
         fr->keep_alive = false;
         return 0;
@@ -1612,7 +1683,7 @@ static bool serve_request(conn *c, const rc_apichan_head *h, size_t hl)
     }
     rc_error e = {0};
     int route = 0;
-    if (rc_apichan_route_match(&ch->scope, h->method, h->target, &route, &e) < 0) {
+    if (route_match(ch, h, &route, &e) < 0) {
         stats_add(ch, &ch->stats.forbidden);
         bool close = h->content_length > 0 || h->connection_close;
         a.decision = "deny";
@@ -2025,6 +2096,9 @@ static int chan_copy_config(rc_apichan *ch, const rc_apichan_config *cfg, rc_err
                                    .session_id = ch->session_id,
                                    .features = cfg->scope.features,
                                    .memory_store_ids = (const char *const *)ch->memory_store_ids};
+    ch->learn_memory =
+        !(cfg->scope.features & (RC_APICHAN_ALLOW_MEMORY | RC_APICHAN_NO_MEMORY_LEARNING)) &&
+        cfg->credential_kind == RC_APICHAN_CRED_SESSIONS_TOKEN;
     ch->allowed_uid = cfg->allowed_uid;
     ch->credential_kind = cfg->credential_kind;
     ch->max_connections =
@@ -2138,6 +2212,7 @@ void rc_apichan_free(rc_apichan *ch)
         close(ch->stop_fd);
     locked_line_free(&ch->auth);
     rc_apichan_lines_free(ch->memory_store_ids);
+    rc_apichan_lines_free(ch->learned_stores);
     free(ch->socket_path);
     free(ch->base_url);
     free(ch->ca_file);

@@ -54,6 +54,8 @@
 enum rc_apichan_feature {
     RC_APICHAN_ALLOW_SKILLS = 1u << 0, /* GET /v1/skills/{id}/versions[/{v}[/content]] */
     RC_APICHAN_ALLOW_MEMORY = 1u << 1, /* /v1/memory_stores/{store}/memories... (listed stores) */
+    /* Do not learn the memory stores from the session (see rc_apichan_config). */
+    RC_APICHAN_NO_MEMORY_LEARNING = 1u << 2,
 };
 
 /* What this channel may forward: one session, its work item, and the optional features. */
@@ -198,6 +200,14 @@ typedef struct rc_apichan_config {
     const char *base_url;
     bool allow_plain_http;
     const char *ca_file; /* extra CA bundle; verification is on either way */
+    /* Memory stores: with RC_APICHAN_ALLOW_MEMORY the scope's memory_store_ids are the only
+     * stores. Otherwise a channel holding a sessions token learns them from the session itself:
+     * every 200 answer to GET /v1/sessions/{sid} it relays is read for the memory_store_id of
+     * each resources[] entry of type memory_store, and /v1/memory_stores/{store}/memories[/{mem}]
+     * is then allowed for exactly those stores (protocol 16, 14.3.9; the runner fetches the
+     * session before it touches memory). Until a session answer has been seen, and for a
+     * channel brokering the environment key (which the memory endpoints reject) or with
+     * RC_APICHAN_NO_MEMORY_LEARNING, memory paths are refused. */
     rc_apichan_scope scope;
     const char *credential;  /* bearer value: copied into locked memory; the caller wipes its own */
     int credential_kind;     /* enum rc_apichan_credential_kind (audited, never the value) */

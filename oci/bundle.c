@@ -256,6 +256,15 @@ int rc_bundle_state_init(const char *state_dir, rc_error *err)
 
 /* ---- the snapshot ---------------------------------------------------------------------------- */
 
+/* Whether the rootfs has the directory abs (an absolute path inside it), not through a symlink. */
+static bool rootfs_has_dir(const char *rootfs, const char *abs)
+{
+    _cleanup_close_ int root = open(rootfs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct stat st;
+    return root >= 0 && fstatat(root, abs + 1, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+           S_ISDIR(st.st_mode);
+}
+
 /* Every mount point of the config must already be a directory in a shared read-only root. */
 static int mount_points_check(const char *lower, const rc_oci_config *cfg, rc_error *err)
 {
@@ -1060,6 +1069,7 @@ static int write_config(rc_bundle *b, int bfd, const rc_oci_config *cfg, rc_erro
     c.rootfs = b->rootfs;
     c.workspace_host = b->workspace;
     c.state_host = state;
+    c.memory_mount = c.writable_root || rootfs_has_dir(b->rootfs, RC_OCI_MEMORY_DIR);
     if (c.swap_limit >= 0 && c.memory_limit > 0 && !swap_limit_supported()) {
         rc_log_warn("bundle %s: no swap accounting on this host (cgroup v1 without memsw): "
                     "no swap limit",

@@ -41,8 +41,8 @@
 #include <unistd.h>
 
 const rc_tar_dir rc_snapshot_mountpoints[] = {
-    {"workspace", 0755}, {"tmp", 01777}, {"proc", 0555},        {"sys", 0555},
-    {"dev", 0755},       {"run", 0755},  {"run/runcell", 0755},
+    {"workspace", 0755}, {"tmp", 01777},        {"proc", 0555}, {"sys", 0555},        {"dev", 0755},
+    {"run", 0755},       {"run/runcell", 0755}, {"mnt", 0755},  {"mnt/memory", 0755},
 };
 const size_t rc_snapshot_n_mountpoints =
     sizeof rc_snapshot_mountpoints / sizeof rc_snapshot_mountpoints[0];

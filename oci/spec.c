@@ -577,6 +577,16 @@ static void build_mounts(jb *b, cJSON *root, const rc_oci_config *c)
     build_sys_mounts(b, mounts, c);
     build_mount(b, mounts, "/tmp", "tmpfs", "tmpfs", tmp);
     build_mount(b, mounts, "/run", "tmpfs", "tmpfs", run);
+    if (c->memory_mount) {
+        /* The memory stores' folders (protocol 16.2.1: /mnt/memory/<store>), created by the
+         * runner as the tool user, in a small tmpfs of their own. */
+        char mem_uid[32], mem_gid[32];
+        const char *mem[] = {"nosuid",   "nodev", "noexec", "mode=755",
+                             "size=64m", mem_uid, mem_gid,  NULL};
+        snprintf(mem_uid, sizeof mem_uid, "uid=%u", (unsigned)c->agent_uid);
+        snprintf(mem_gid, sizeof mem_gid, "gid=%u", (unsigned)c->agent_gid);
+        build_mount(b, mounts, RC_OCI_MEMORY_DIR, "tmpfs", "tmpfs", mem);
+    }
     build_mount(b, mounts, c->workdir, "bind", c->workspace_host, rw_bind);
     build_mount(b, mounts, c->state_path, "bind", c->state_host, state_bind);
     if (c->api_dir_host)

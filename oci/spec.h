@@ -42,6 +42,7 @@
 #define RC_OCI_DEFAULT_API_DIR         "/run/runcell-api"
 #define RC_OCI_DEFAULT_API_SOCKET_NAME "api.sock"
 #define RC_OCI_DEFAULT_CA_DIR          "/run/runcell-ca" /* the session CA's dir (issue 11) */
+#define RC_OCI_MEMORY_DIR              "/mnt/memory"     /* memory stores (protocol 16.2.1) */
 #define RC_OCI_CA_PEM_NAME             "ca.pem"          /* the CA certificate alone */
 #define RC_OCI_CA_BUNDLE_NAME          "ca-bundle.pem"   /* system roots + the CA */
 #define RC_OCI_CA_BINDS_MAX            8
@@ -78,8 +79,12 @@ typedef struct rc_oci_config {
     uint32_t agent_uid, agent_gid;       /* the tool user inside (1000); RUNCELL_TOOL_UID/GID */
 
     /* ---- filesystem (host paths are absolute; the bundle layer fills them) ---- */
-    const char *rootfs;          /* required: the snapshot's rootfs, or the overlay's merge */
-    bool writable_root;          /* false: root mounted read-only (default) */
+    const char *rootfs; /* required: the snapshot's rootfs, or the overlay's merge */
+    bool writable_root; /* false: root mounted read-only (default) */
+    /* A 64 MiB tmpfs owned by the tool user at RC_OCI_MEMORY_DIR for the session's memory stores
+     * (protocol 16.2.1). The bundle layer sets it when runc can mount there: a writable root, or
+     * a snapshot that has the directory (imports since the memory stores were added do). */
+    bool memory_mount;
     const char *workspace_host;  /* required: bind-mounted read-write at workdir */
     const char *workdir;         /* RC_OCI_DEFAULT_WORKDIR; also the process cwd */
     const char *state_host;      /* required: bind-mounted read-write at state_path */

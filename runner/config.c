@@ -170,6 +170,27 @@ static int read_log_level(const char *const *envp, rc_runner_config *c, rc_error
     return rc_error_set(err, RC_EINVAL, "RUNCELL_LOG_LEVEL must be debug, info, warn or error");
 }
 
+/* Memory stores (protocol 16): the sync interval, or "off"; the test-only delete delay. */
+static int read_memory(const char *const *envp, rc_runner_config *c, rc_error *err)
+{
+    const char *iv = env_get(envp, "RUNCELL_MEMORY_SYNC_INTERVAL_MS");
+    const char *dd = env_get(envp, "RUNCELL_MEMORY_DELETE_DELAY_MS");
+    int r;
+
+    c->memory_sync_interval_ms = 0;
+    c->memory_delete_delay_ms = -1;
+    if (iv && strcmp(iv, "off") == 0)
+        c->memory_sync_interval_ms = -1;
+    else if (iv &&
+             (r = parse_ll("RUNCELL_MEMORY_SYNC_INTERVAL_MS", iv, 5000, RC_RUNNER_MAX_IDLE_MS_LIMIT,
+                           &c->memory_sync_interval_ms, err)) < 0)
+        return r;
+    if (dd && (r = parse_ll("RUNCELL_MEMORY_DELETE_DELAY_MS", dd, 0, 30000,
+                            &c->memory_delete_delay_ms, err)) < 0)
+        return r;
+    return 0;
+}
+
 static int read_local(const char *const *envp, rc_runner_config *c, rc_error *err)
 {
     const char *workdir = env_get(envp, "RUNCELL_WORKDIR");
@@ -186,7 +207,7 @@ static int read_local(const char *const *envp, rc_runner_config *c, rc_error *er
     if (idle && (r = parse_ll("RUNCELL_MAX_IDLE_MS", idle, -1, RC_RUNNER_MAX_IDLE_MS_LIMIT,
                               &c->max_idle_ms, err)) < 0)
         return r;
-    if ((r = read_tool_ids(envp, c, err)) < 0)
+    if ((r = read_tool_ids(envp, c, err)) < 0 || (r = read_memory(envp, c, err)) < 0)
         return r;
     return read_log_level(envp, c, err);
 }
@@ -268,6 +289,10 @@ const char *rc_runner_config_help(void)
            "                             0 or -1 disables the idle exit)\n"
            "  RUNCELL_TOOL_UID           run tools as this uid (with RUNCELL_TOOL_GID; needs\n"
            "  RUNCELL_TOOL_GID           privileges); unset = the runner's own ids\n"
+           "  RUNCELL_MEMORY_SYNC_INTERVAL_MS  memory store sync interval (default 15000,\n"
+           "                             at least 5000), or off: no memory stores at all\n"
+           "  RUNCELL_MEMORY_DELETE_DELAY_MS   test-only: how long a memory file must stay\n"
+           "                             missing before its remote delete (0..30000)\n"
            "  RUNCELL_LOG_LEVEL          debug, info (default), warn or error\n"
            "\n"
            "Every ANTHROPIC_* variable is wiped from the runner's environment after it is read,\n"

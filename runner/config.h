@@ -52,7 +52,13 @@ typedef struct rc_runner_config {
     bool set_tool_ids;     /* RUNCELL_TOOL_UID and RUNCELL_TOOL_GID both given */
     uid_t tool_uid;
     gid_t tool_gid;
-    int log_level;           /* from RUNCELL_LOG_LEVEL (enum rc_log_level), default info */
+    int log_level; /* from RUNCELL_LOG_LEVEL (enum rc_log_level), default info */
+    /* RUNCELL_MEMORY_SYNC_INTERVAL_MS: memory sync interval (>= 5000), 0 = the default (15 s),
+     * -1 ("off") = memory stores disabled (protocol 14.3 steps 7 and 9 skipped). */
+    long long memory_sync_interval_ms;
+    /* RUNCELL_MEMORY_DELETE_DELAY_MS (test-only): how long a file must stay missing before its
+     * remote delete goes out, 0..30000; -1 = the protocol's 30 s. */
+    long long memory_delete_delay_ms;
     bool secret_undecodable; /* a work secret was given but yielded no token (logged as warning) */
 } rc_runner_config;
 

@@ -22,6 +22,7 @@
 #include "http.h"
 #include "json.h"
 #include "log.h"
+#include "memory.h"
 #include "session.h"
 #include "stream.h"
 #include "sync.h"
@@ -51,6 +52,10 @@ typedef struct runner {
     rc_toolbox *toolbox;   /* bash (its shell is a child under the tool user) */
     rc_executor *executor; /* the file tools, in the tool executor process */
     rc_custom_tools *custom;
+    rc_memory *memory; /* the session's memory stores (NULL: none); set and cleared under lock
+                          by the session thread, which alone uses it (others only cancel) */
+    rc_api *memory_api;
+    bool clean_end; /* 14.3.12: the run ended without a shutdown (earns the final sync) */
     /* The last call that ran, for its log line: its event id and exit status (-1: none). */
     char last_call_id[RC_SESSION_ID_MAX + 1];
     int last_exit_status;
@@ -103,9 +108,10 @@ static void request_shutdown(runner *rn, int cause)
     pthread_mutex_lock(&rn->lock);
     if (rn->stream)
         rc_stream_cancel(rn->stream);
+    rc_memory_cancel(rn->memory); /* a sync or download in flight; teardown's flush resets it */
+    rc_executor_cancel(rn->executor);
     pthread_mutex_unlock(&rn->lock);
     rc_toolbox_cancel(rn->toolbox);
-    rc_executor_cancel(rn->executor);
     if (rn->custom)
         rc_custom_tools_cancel(rn->custom);
 }
@@ -315,9 +321,8 @@ static const char *outcome_name(int outcome)
 
 /* One structured line per tool call: the common log fields (rc_log_format) plus the call's own,
  * spliced in as real JSON members. */
-static void io_on_call(void *ud, const rc_session_call_report *rep)
+static void log_call(runner *rn, const rc_session_call_report *rep)
 {
-    runner *rn = ud;
     _cleanup_json_ cJSON *f = cJSON_CreateObject();
     _cleanup_free_ char *fields = NULL;
     char line[TOOL_LOG_MAX];
@@ -358,6 +363,16 @@ static void io_on_call(void *ud, const rc_session_call_report *rep)
     }
 }
 
+/* After each dispatched call: the call's log line, then a memory sync when one is due
+ * (14.3.11). */
+static void io_on_call(void *ud, const rc_session_call_report *rep)
+{
+    runner *rn = ud;
+    log_call(rn, rep);
+    if (!atomic_load(&rn->shutdown))
+        rc_memory_sync_if_due(rn->memory);
+}
+
 /* ---- steps -------------------------------------------------------------------------------- */
 
 static int api_new(const rc_runner_config *cfg, rc_api **ret, rc_error *err)
@@ -371,16 +386,21 @@ static int api_new(const rc_runner_config *cfg, rc_api **ret, rc_error *err)
     return rc_api_new(&ac, ret, err);
 }
 
+static rc_toolbox_config tool_config(const rc_runner_config *cfg)
+{
+    static const char *const scrub[] = {"RUNCELL_", NULL};
+    return (rc_toolbox_config){.workdir = cfg->workdir,
+                               .scrub_prefixes = scrub,
+                               .set_ids = cfg->set_tool_ids,
+                               .uid = cfg->tool_uid,
+                               .gid = cfg->tool_gid};
+}
+
 /* 14.3.10: the six built-in tools bound to the workdir, plus the manifest's custom tools. */
 static int tools_new(runner *rn, rc_error *err)
 {
-    static const char *const scrub[] = {"RUNCELL_", NULL};
     const rc_runner_config *cfg = rn->cfg;
-    rc_toolbox_config tc = {.workdir = cfg->workdir,
-                            .scrub_prefixes = scrub,
-                            .set_ids = cfg->set_tool_ids,
-                            .uid = cfg->tool_uid,
-                            .gid = cfg->tool_gid};
+    rc_toolbox_config tc = tool_config(cfg);
     struct stat st;
     int r;
 
@@ -401,8 +421,9 @@ static int tools_new(runner *rn, rc_error *err)
     return 0;
 }
 
-/* 14.3.5-6: 1 = serve, 0 = terminated (no tools), negative = the item fails. */
-static int fetch_session(runner *rn, rc_error *err)
+/* 14.3.5-6: 1 = serve (*ret_session = the session object), 0 = terminated (no tools),
+ * negative = the item fails. */
+static int fetch_session(runner *rn, cJSON **ret_session, rc_error *err)
 {
     _cleanup_(rc_api_result_free) rc_api_result res = RC_API_RESULT_INIT;
     const char *status = NULL;
@@ -416,7 +437,77 @@ static int fetch_session(runner *rn, rc_error *err)
         rc_log_info("skipping the work item of a terminated session");
         return 0;
     }
+    *ret_session = take_ptr(res.json);
     return 1;
+}
+
+/* The file tools reach the store folders as extra allowed roots, read-only stores as read-only
+ * roots (14.3.9, 17.3): the executor took its roots at start, so a new one is started with them
+ * and replaces the first. */
+static int tools_add_memory_roots(runner *rn, rc_error *err)
+{
+    rc_toolbox_config tc = tool_config(rn->cfg);
+    rc_executor *ex = NULL, *old;
+    int r;
+
+    tc.allowed_roots = rc_memory_roots(rn->memory);
+    tc.read_only_roots = rc_memory_read_only_roots(rn->memory);
+    if ((r = rc_executor_start(&(rc_executor_config){.tools = &tc}, &ex, err)) < 0)
+        return rc_error_wrap(err, -r, "tool executor with the memory folders");
+    pthread_mutex_lock(&rn->lock);
+    old = rn->executor;
+    rn->executor = ex;
+    if (atomic_load(&rn->shutdown))
+        rc_executor_cancel(ex);
+    pthread_mutex_unlock(&rn->lock);
+    rc_executor_free(old);
+    rc_log_info("tool executor restarted with %zu memory folders (pid %d)",
+                rc_memory_store_count(rn->memory), (int)rc_executor_pid(ex));
+    return 0;
+}
+
+/* 14.3.7 and 14.3.9: 0 = go on (memory mounted, or none, or disabled), negative = the item
+ * fails. In socket mode the runner cannot see the credential behind the broker: the shim
+ * launches only items whose secret carries a sessions token (or brokers the environment key when
+ * the operator allows it, which the memory endpoints then refuse: the download fails the item). */
+static int memory_setup(runner *rn, const cJSON *session, rc_error *err)
+{
+    const rc_runner_config *cfg = rn->cfg;
+    size_t n = rc_memory_session_store_count(session);
+    rc_memory *m = NULL;
+    int r;
+
+    if (n == 0)
+        return 0;
+    if (cfg->memory_sync_interval_ms < 0) {
+        rc_log_info("memory stores disabled (RUNCELL_MEMORY_SYNC_INTERVAL_MS=off); the session's "
+                    "%zu stores are not mounted",
+                    n);
+        return 0;
+    }
+    if (cfg->credential_kind == RC_RUNNER_CRED_ENVIRONMENT_KEY)
+        return rc_error_set(err, RC_EINVAL,
+                            "cannot mount the session's memories: the work item carried no "
+                            "sessions token, and the memory endpoints reject the environment key");
+    rc_memory_config mc = {.workdir = cfg->workdir,
+                           .sync_interval_ms = cfg->memory_sync_interval_ms,
+                           .delete_delay_ms = cfg->memory_delete_delay_ms,
+                           .set_ids = cfg->set_tool_ids,
+                           .uid = cfg->tool_uid,
+                           .gid = cfg->tool_gid};
+    if ((r = api_new(cfg, &rn->memory_api, err)) < 0)
+        return r;
+    mc.api = rn->memory_api;
+    if ((r = rc_memory_new(&mc, &m, err)) < 0)
+        return r;
+    pthread_mutex_lock(&rn->lock);
+    rn->memory = m;
+    if (atomic_load(&rn->shutdown))
+        rc_memory_cancel(m);
+    pthread_mutex_unlock(&rn->lock);
+    if ((r = rc_memory_download(m, session, err)) < 0)
+        return r;
+    return tools_add_memory_roots(rn, err);
 }
 
 /* The idle window closed (12): one last history read catches input that reached the session
@@ -542,6 +633,8 @@ static void runner_finish(runner *rn)
     rc_executor_free(rn->executor);
     rc_custom_tools_free(rn->custom);
     rc_api_free(rn->call_api);
+    rc_memory_free(rn->memory);
+    rc_api_free(rn->memory_api);
     pthread_cond_destroy(&rn->done_cond);
     pthread_mutex_destroy(&rn->lock);
 }
@@ -595,14 +688,22 @@ static bool run_item(runner *rn)
     }
     if (atomic_load(&rn->shutdown))
         return false;
-    r = fetch_session(rn, &e);
+    _cleanup_json_ cJSON *session = NULL;
+    r = fetch_session(rn, &session, &e);
     if (r < 0 && !atomic_load(&rn->shutdown)) {
         rc_log_error("session fetch failed; the work item fails: %s", e.msg);
         return true;
     }
     if (r <= 0)
         return false;
+    if (memory_setup(rn, session, &e) < 0) {
+        if (atomic_load(&rn->shutdown))
+            return false;
+        rc_log_error("memory stores: the work item fails: %s", e.msg);
+        return true;
+    }
     r = serve(rn, &e);
+    rn->clean_end = !atomic_load(&rn->shutdown);
     if (r < 0) {
         rc_log_error("session run failed: %s", e.msg);
         return true;
@@ -620,10 +721,42 @@ static int exit_status(runner *rn, bool failed)
     return RC_RUNNER_EXIT_OK;
 }
 
+/* A teardown bound for memory: 30 s, and within the shutdown budget once a signal came (the
+ * force-stop still needs its turn before RC_RUNNER_STOP_BUDGET_MS). */
+static int64_t memory_deadline(runner *rn)
+{
+    int64_t d = rc_http_now_mono_ms() + RC_MEMORY_TEARDOWN_BOUND_MS;
+    int64_t at = atomic_load(&rn->shutdown_at_ms);
+    if (at > 0 && at + RC_RUNNER_MEMORY_BUDGET_MS < d)
+        d = at + RC_RUNNER_MEMORY_BUDGET_MS;
+    return d;
+}
+
+/* 14.3.13.2: the final sync on a clean end, the push-only flush always, then the folders go. */
+static void memory_teardown(runner *rn)
+{
+    rc_memory *m;
+
+    pthread_mutex_lock(&rn->lock);
+    m = rn->memory;
+    pthread_mutex_unlock(&rn->lock);
+    if (!m)
+        return;
+    if (rn->clean_end)
+        rc_memory_finish(m, memory_deadline(rn));
+    rc_memory_uncancel(m);
+    rc_memory_flush(m, memory_deadline(rn));
+    pthread_mutex_lock(&rn->lock);
+    rn->memory = NULL;
+    pthread_mutex_unlock(&rn->lock);
+    rc_memory_free(m);
+}
+
 static void teardown(runner *rn)
 {
     int reason;
 
+    memory_teardown(rn);
     rc_lease_finish(&rn->lease, RC_LEASE_RUNNER_DONE);
     rc_heartbeat_stop(rn->hb); /* 7.11: kept running until just before the force-stop */
     rn->hb = NULL;

@@ -28,6 +28,7 @@ enum rc_runner_exit {
 #define RC_RUNNER_FINAL_POST_BUDGET_MS 20000 /* SIGTERM to the last result post's deadline */
 #define RC_RUNNER_STOP_BUDGET_MS       28000 /* SIGTERM to the force-stop's deadline */
 #define RC_RUNNER_FIRST_BEAT_WAIT_MS   5000  /* longest wait for the first heartbeat */
+#define RC_RUNNER_MEMORY_BUDGET_MS     24000 /* SIGTERM to the end of the memory flush */
 
 /* The signals rc_runner_run expects blocked (and takes with sigwait). */
 void rc_runner_signal_set(sigset_t *set);

@@ -4,10 +4,13 @@
 # -> runcell-fcgi (as nobody) -> runcell-launcher (root) -> shim -> runc -> runcell-runner.
 #
 # Sourced after bench/lib.sh, not run. It reuses tests/integration/launcher_lib.sh (the same
-# helpers the launcher's integration tests use, so the bench starts exactly what they test) and
-# replaces only nginx_start: the bench's nginx also logs each request with its arrival time and
-# body (cold start), and answers a static 200 on /static (the webhook anchor). Cleanup (shims,
-# containers, mounts, netns, nginx, fcgi, emulator) runs from the EXIT trap, before lib.sh's.
+# helpers the launcher's integration tests use, so the bench starts exactly what they test: the
+# chain comes up with scripts/stack.sh, in the bench's temp dir $LT) and replaces only nginx's
+# configuration (lt_nginx_conf_template for the stack; nginx_start for bench/webhook.sh, which
+# wires its own chain around a fake launcher): the bench's nginx also logs each request with its
+# arrival time and body (cold start, $F_DIR/nginx/logs/access.log), and answers a static 200 on
+# /static (the webhook anchor). Cleanup (`scripts/stack.sh down`, shims, containers, mounts,
+# netns) runs from the EXIT trap, before lib.sh's.
 #
 # Also: the official SDK worker (Node 22 + @anthropic-ai/sdk, as tests/conformance/run.sh
 # installs it) for the anchors, and the emulator's request log and events, whose stamps are
@@ -45,16 +48,15 @@ bc_why_not() {
     fi
 }
 
-# nginx_start PORT (replaces launcher_lib's): /webhook to runcell-fcgi, /static a fixed 200,
-# every request logged as "MSEC REQUEST_TIME STATUS BODY" to $F_DIR/nginx/logs/access.log
-# (MSEC - REQUEST_TIME = when nginx began reading the request, millisecond resolution).
-nginx_start() {
-    local port=$1 p=$F_DIR/nginx al
+# bc_nginx_conf PREFIX PORT FCGI-SOCKET: the bench's nginx.conf on stdout: /webhook (and
+# /healthz, which scripts/stack.sh waits for) to runcell-fcgi, /static a fixed 200, every request
+# logged as "MSEC REQUEST_TIME STATUS BODY" to PREFIX/logs/access.log (MSEC - REQUEST_TIME = when
+# nginx began reading the request, millisecond resolution).
+bc_nginx_conf() {
+    local p=$1 port=$2 sock=$3 al
     al="access_log $p/logs/access.log bench;"
     [ "${BC_ACCESS_LOG:-}" = off ] && al="access_log off;"
-    mkdir -p "$p/tmp" "$p/logs"
-    [ ${#AS_USER[@]} -gt 0 ] && chown -R 65534:65534 "$p"
-    cat >"$p/nginx.conf" <<EOF
+    cat <<EOF
 daemon off;
 worker_processes 1;
 pid $p/nginx.pid;
@@ -73,8 +75,13 @@ http {
         keepalive_requests 1000000;
         location = /webhook {
             include /etc/nginx/fastcgi_params;
-            fastcgi_pass unix:$F_SOCK;
+            fastcgi_pass unix:$sock;
             fastcgi_read_timeout 30s;
+        }
+        location = /healthz {
+            access_log off;
+            include /etc/nginx/fastcgi_params;
+            fastcgi_pass unix:$sock;
         }
         location = /static {
             access_log off;
@@ -85,6 +92,20 @@ http {
     }
 }
 EOF
+}
+
+# lt_nginx_conf_template FILE (replaces launcher_lib's): the template of the stack's nginx.conf
+# (scripts/stack.sh fills in the placeholders; $F_DIR/nginx points at its prefix).
+lt_nginx_conf_template() {
+    bc_nginx_conf @PREFIX@ @PORT@ @FCGI_SOCKET@ >"$1"
+}
+
+# nginx_start PORT (replaces launcher_lib's; bench/webhook.sh): the same nginx, this shell's child.
+nginx_start() {
+    local port=$1 p=$F_DIR/nginx
+    mkdir -p "$p/tmp" "$p/logs"
+    [ ${#AS_USER[@]} -gt 0 ] && chown -R 65534:65534 "$p"
+    bc_nginx_conf "$p" "$port" "$F_SOCK" >"$p/nginx.conf"
     "${AS_USER[@]}" "$NGINX" -p "$p" -c "$p/nginx.conf" -e stderr >"$F_DIR/nginx.log" 2>&1 &
     NGINX_PID=$!
     NGX="http://127.0.0.1:$port"
@@ -94,7 +115,8 @@ EOF
     }
 }
 
-# bc_setup [EMULATOR-ARGS...]: the whole chain (launcher_lib's lt_setup, its TAP lines to stderr).
+# bc_setup [EMULATOR-ARGS...]: the whole chain (launcher_lib's lt_setup: scripts/stack.sh up;
+# its TAP lines to stderr).
 # LT_LAUNCHER_ENV (VAR=VALUE...) and LT_MAX_IDLE_MS configure the launcher.
 bc_setup() {
     lt_setup "$@" >&2

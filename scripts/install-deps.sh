@@ -13,6 +13,10 @@ DEB_PACKAGES=(
     runc nginx curl ca-certificates jq git iproute2 systemd e2fsprogs
     busybox-static bash-static debootstrap zstd xz-utils bzip2 zlib1g-dev openssl python3 shellcheck
     wrk
+    # tests/integration/deploy_systemd_boot.sh: systemd-nspawn boots the units under systemd
+    systemd-container
+    # pgrep (scripts/stack.sh finds a stack's shims by their argv)
+    procps
 )
 # Node.js runs the npm cross-checks; a machine may already have it from another source.
 command -v node >/dev/null 2>&1 || DEB_PACKAGES+=(nodejs)

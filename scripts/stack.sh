@@ -9,7 +9,9 @@
 # With the stack up, a session created for its environment with metadata.scenario set to a loaded
 # scenario (tests/scenarios/*.json, examples/demo-scenario.json) plays end to end through every
 # piece; a session without one gets the emulator's default agent ("run <command>").
-# `make demo`, scripts/test-e2e.sh and tests/integration/stack_e2e.sh use it. Needs root.
+# `make demo`, scripts/test-e2e.sh, tests/integration/stack_e2e.sh, every test built on
+# tests/integration/launcher_lib.sh (lt_setup) and the chain benchmarks (bench/chain_lib.sh) use
+# it. Needs root.
 #
 # Usage: scripts/stack.sh up | down [--keep] | status | env | start|stop|pid DAEMON
 #
@@ -49,6 +51,20 @@
 #   RUNCELL_STACK_LAUNCHER_ENV   "VAR=VALUE ..." added to / replacing the launcher's settings
 #                                (DIR/launcher.env), e.g. "RUNCELL_MAX_IDLE_MS=5000"
 #   RUNCELL_STACK_FCGI_ENV       the same for runcell-fcgi (DIR/fcgi/fcgi.env)
+#   RUNCELL_STACK_NGINX_CONF     an nginx.conf template used instead of nginx/test.conf, with
+#                                the same placeholders (@PREFIX@ = DIR/nginx, @PORT@,
+#                                @FCGI_SOCKET@); it must pass GET /healthz to runcell-fcgi (`up`
+#                                waits for it). DIR/nginx/logs exists for its logs. The
+#                                integration tests use one without limit_req (launcher_lib.sh)
+#   RUNCELL_STACK_KEEP           `down` keeps DIR (as --keep)
+#   RUNCELL_STACK_SHARED_DIR=1   DIR is the caller's own existing directory and may hold other
+#                                files (left alone): `up` takes it over though it holds no stack
+#                                yet, `down` never removes it (as --keep). launcher_lib.sh runs
+#                                each test's stack in the test's temp dir this way (so the
+#                                session socket paths stay as short as they were)
+#   RUNCELL_STACK_DEBUG          a failed `up` leaves everything running, for a look
+# Several stacks can run at once, each with its own RUNCELL_STACK_DIR (and port): `down` stops
+# only the processes and sessions of its own directory.
 # Exit status: 0 ok, 1 failure (what failed, and the log's tail, on stderr), 2 usage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,12 +102,19 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 as_root() { [ "$(id -u)" = 0 ]; }
+# runs_binary PID PATH: the process runs PATH (also when PATH was rebuilt since it started: the
+# kernel then shows "PATH (deleted)").
+runs_binary() {
+    local exe
+    exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
+    [ "$exe" = "$2" ] || [ "$exe" = "$2 (deleted)" ]
+}
 # pid_of NAME: the recorded pid when that process still runs the recorded binary, else nothing.
 pid_of() {
     local f=$D/pids/$1 pid exe
     [ -f "$f" ] || return 0
     read -r pid exe <"$f" || true
-    [ -n "${pid:-}" ] && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ] && echo "$pid"
+    [ -n "${pid:-}" ] && runs_binary "$pid" "$exe" && echo "$pid"
     return 0
 }
 # record NAME PID BINARY: remembered with the binary's real path, so a reused pid is never killed.
@@ -260,6 +283,19 @@ start_nginx() {
     }
 }
 
+# nginx_conf_from TEMPLATE PORT: DIR/nginx/nginx.conf from the caller's template instead of
+# nginx/test.conf (the same placeholders; the rendered runcell.conf and fastcgi_params stay there
+# for it to include). A template must answer GET /healthz from runcell-fcgi: `up` waits for it.
+nginx_conf_from() {
+    [ -f "$1" ] || die "RUNCELL_STACK_NGINX_CONF: $1 not found"
+    sed -e "s|@PREFIX@|$D/nginx|g" -e "s|@PORT@|$2|g" -e "s|@FCGI_SOCKET@|$D/fcgi/fcgi.sock|g" \
+        "$1" >"$D/nginx/nginx.conf.tmp"
+    if grep -q '@[A-Z_]*@' "$D/nginx/nginx.conf.tmp"; then
+        die "RUNCELL_STACK_NGINX_CONF: unknown placeholder $(grep -o '@[A-Z_]*@' "$D/nginx/nginx.conf.tmp" | head -n 1)"
+    fi
+    mv "$D/nginx/nginx.conf.tmp" "$D/nginx/nginx.conf"
+}
+
 # ---- up ----------------------------------------------------------------------------------------
 
 require() {
@@ -268,7 +304,7 @@ require() {
     for b in runcell-emulator runcell-fcgi runcell-launcher runcell-runner runcell; do
         [ -x "$BIN/$b" ] || die "$BIN/$b is not built (make BUILD=$BUILD all)"
     done
-    for t in runc curl jq setpriv setsid python3 sha256sum; do
+    for t in runc curl jq setpriv setsid python3 sha256sum pgrep; do
         command -v "$t" >/dev/null || die "$t is not installed (scripts/install-deps.sh)"
     done
     NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
@@ -309,7 +345,7 @@ up() {
         cat "$D/env"
         return 0
     fi
-    if [ -d "$D" ]; then
+    if [ -d "$D" ] && { [ -z "${RUNCELL_STACK_SHARED_DIR:-}" ] || [ -f "$MARK" ]; }; then
         say "removing the leftovers of an earlier stack in $D"
         down >/dev/null
     fi
@@ -381,6 +417,8 @@ up() {
 
     scripts/render-nginx-test-conf.sh --prefix "$D/nginx" --port "$port" \
         --fcgi-socket "$D/fcgi/fcgi.sock" >/dev/null
+    [ -z "${RUNCELL_STACK_NGINX_CONF:-}" ] || nginx_conf_from "$RUNCELL_STACK_NGINX_CONF" "$port"
+    mkdir -p "$D/nginx/logs"
     echo "$port" >"$D/nginx/port"
     as_root && chown -R $NOBODY:$NOBODY "$D/nginx"
     say "starting nginx (as nobody, 127.0.0.1:$port)"
@@ -394,15 +432,15 @@ up() {
 
 # ---- down --------------------------------------------------------------------------------------
 
-# This stack's shims: processes of the launcher binary holding a file under $D open (the session
-# lock), other than the daemon.
+# This stack's shims: processes of the launcher binary (or of the one it was rebuilt from) with a
+# shim's argv, holding a file under $D open (the session lock), other than the daemon.
 stack_shims() {
-    local p daemon
+    local p daemon exe
     daemon=$(pid_of launcher)
-    for p in /proc/[0-9]*; do
-        [ "$p/exe" -ef "$LAUNCHER" ] || continue # builtin test: no process per pid
-        p=${p#/proc/}
+    exe=$(readlink -f "$LAUNCHER")
+    for p in $(pgrep -f -- "--shim --snapshot" 2>/dev/null); do # a shim's argv
         [ "$p" = "$daemon" ] && continue
+        runs_binary "$p" "$exe" || continue
         if find "/proc/$p/fd" -mindepth 1 -maxdepth 1 -lname "$D/*" 2>/dev/null | grep -q .; then
             echo "$p"
         fi
@@ -446,7 +484,7 @@ use_recorded_bin() {
 }
 
 down() {
-    local keep=${RUNCELL_STACK_KEEP:-}
+    local keep=${RUNCELL_STACK_KEEP:-}${RUNCELL_STACK_SHARED_DIR:-}
     [ "${1:-}" = --keep ] && keep=1
     if [ ! -d "$D" ]; then
         say "nothing to stop ($D does not exist)"

@@ -5,6 +5,16 @@
 # minimal snapshot; the runner inside talks only to the shim's API channel. Everything lives
 # under one private state dir and run dir, and the cleanup checks nothing is left behind.
 #
+# lt_setup starts that chain with scripts/stack.sh (the same script as `make demo` and
+# scripts/test-e2e.sh), its state dir this test's temp dir $LT, and lt_cleanup stops
+# it with `scripts/stack.sh down`; the daemons' pids (LAUNCHER_REAL_PID, FCGI_PID, NGINX_PID), the
+# paths (LT_STATE, LT_RUN, LT_LOG, L_SOCK, F_SOCK, $F_DIR/fcgi.log, $EM_DIR/log) and B, API_KEY,
+# WH_KEY, ENV and cred.ek then point at that stack. lt_launcher_start/_stop and fcgi_start restart
+# the stack's daemons (`scripts/stack.sh start|stop`). Tests that wire the chain piece by piece
+# (em_start, fcgi_env, lt_launcher_start, fcgi_start, nginx_start, without lt_setup) get the
+# daemons as this shell's children, as before. Several such tests can run at once: shim_pids and
+# the cleanup only ever touch processes holding files under this test's $LT.
+#
 # Sourced, not run: tests/run.sh also executes every tests/integration/*.sh, so running this
 # file directly only reports itself as skipped.
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
@@ -74,6 +84,14 @@ fcgi_env() {
     chmod 0755 "$F_DIR/with-env"
 }
 fcgi_start() {
+    if [ -n "${LT_STACK_UP:-}" ]; then # after lt_setup: the stack's runcell-fcgi
+        lt_stack start fcgi >>"$LT/stack.log" 2>&1 || {
+            t_fail fcgi_start "runcell-fcgi did not start: $(tail -n 5 "$LT/stack.log")"
+            exit 1
+        }
+        FCGI_PID=$(lt_stack pid fcgi)
+        return 0
+    fi
     "${AS_USER[@]}" "$F_DIR/with-env" "$FCGI" --socket "$F_SOCK" >>"$F_DIR/fcgi.log" 2>&1 &
     FCGI_PID=$!
     wait_for 5 test -S "$F_SOCK" || {
@@ -155,6 +173,9 @@ LT_STATE=$LT/state
 LT_RUN=$LT/run
 LT_LOG=$LT/launcher.log
 LAUNCHER_REAL_PID=
+LT_STACK=$LT # lt_setup's scripts/stack.sh state dir (RUNCELL_STACK_SHARED_DIR: the test's own)
+LT_STACK_SH=$(pwd)/scripts/stack.sh
+LT_STACK_UP=
 
 # The launcher's environment (no API key: it holds none).
 lt_env() {
@@ -194,8 +215,14 @@ lt_snapshot() {
     LT_TAR=$LT/${1:-minimal}.tar
 }
 
-# lt_launcher_start [VAR=VALUE...]: the real launcher, as root, on $L_SOCK.
+# lt_launcher_start [VAR=VALUE...]: the real launcher, as root, on $L_SOCK (VAR=VALUE and
+# LT_SNAPSHOT apply to this start only). After lt_setup: the stack's launcher, restarted with
+# the settings lt_setup gave it (LT_LAUNCHER_ENV included) plus these.
 lt_launcher_start() {
+    if [ -n "$LT_STACK_UP" ]; then
+        lt_stack_launcher_start "$@"
+        return
+    fi
     rm -f "$L_SOCK" # a killed launcher leaves its socket behind
     (
         lt_env
@@ -209,25 +236,147 @@ lt_launcher_start() {
     }
 }
 lt_launcher_stop() {
+    if [ -n "$LT_STACK_UP" ]; then
+        lt_stack stop launcher >>"$LT/stack.log" 2>&1
+        LAUNCHER_REAL_PID=
+        return 0
+    fi
     [ -n "$LAUNCHER_REAL_PID" ] && kill "$LAUNCHER_REAL_PID" 2>/dev/null &&
         wait "$LAUNCHER_REAL_PID" 2>/dev/null
     LAUNCHER_REAL_PID=
 }
 
 # The whole chain: emulator (delivering webhooks to nginx), launcher, fcgi, nginx. Sets ENV.
+# scripts/stack.sh up, its state dir $LT_STACK (= $LT): the emulator with tests/scenarios and
+# --webhook-backoff-ms 300,600 plus the arguments; the launcher with the snapshot LT_SNAPSHOT (or
+# the minimal one of rl_write_manifest's tools, cached in $BUILD/snapshots), RUNCELL_MAX_IDLE_MS =
+# LT_MAX_IDLE_MS (2000) and LT_LAUNCHER_ENV (NAME=VALUE words, no spaces in a value; "NAME="
+# removes a setting); nginx without limit_req (lt_nginx_conf_template).
 lt_setup() {
     lt_require
-    lt_snapshot
-    local port
+    local port snap
     port=$(free_port)
-    em_start --scenarios tests/scenarios --webhook-url "http://127.0.0.1:$port/webhook" \
-        --webhook-backoff-ms 300,600 "$@"
-    mk_env ENV launcher
-    mk_key ek "$ENV"
-    fcgi_env "$ENV"
-    lt_launcher_start "${LT_LAUNCHER_ENV[@]}"
-    fcgi_start
-    nginx_start "$port"
+    rl_write_manifest "$LT/lt-tools.json"
+    lt_nginx_conf_template "$LT/nginx.conf.in"
+    snap=${LT_SNAPSHOT:-}
+    case "$snap" in "" | /* | sha256:*) ;; *) snap=$(pwd)/$snap ;; esac
+    # The launcher's own default capacity (16) unless LT_LAUNCHER_ENV sets one: "NAME=" drops
+    # the stack's default.
+    LT_STACK_UP=starting
+    if ! RUNCELL_STACK_PORT=$port RUNCELL_STACK_SCENARIOS=tests/scenarios \
+        RUNCELL_STACK_EMULATOR_ARGS="--webhook-backoff-ms 300,600 $*" \
+        RUNCELL_STACK_TOOLS=$LT/lt-tools.json RUNCELL_STACK_SNAPSHOT=$snap \
+        RUNCELL_STACK_NGINX_CONF=$LT/nginx.conf.in \
+        RUNCELL_STACK_LAUNCHER_ENV="RUNCELL_CAPACITY= RUNCELL_MAX_IDLE_MS=${LT_MAX_IDLE_MS:-2000} ${LT_LAUNCHER_ENV[*]}" \
+        lt_stack up >/dev/null 2>>"$LT/stack.log"; then
+        t_fail lt_setup "scripts/stack.sh up failed: $(tail -n 12 "$LT/stack.log")"
+        exit 1
+    fi
+    LT_STACK_UP=1
+    lt_stack_adopt "$port"
+}
+
+# lt_stack ARGS...: scripts/stack.sh on this test's stack (its dir, binaries and nginx only; any
+# RUNCELL_STACK_* of the caller's environment not passed on).
+lt_stack() {
+    env -u RUNCELL_STACK_KEEP -u RUNCELL_STACK_DEBUG -u RUNCELL_STACK_FCGI_ENV \
+        -u RUNCELL_STACK_CAPACITY RUNCELL_STACK_SHARED_DIR=1 RUNCELL_STACK_DIR="$LT_STACK" \
+        BUILD="$BUILD" NGINX="$NGINX" \
+        "$LT_STACK_SH" "$@"
+}
+
+# lt_stack_adopt PORT: the variables the tests use, pointed at the stack that is up.
+lt_stack_adopt() {
+    local key
+    LT_STATE=$LT_STACK/state LT_RUN=$LT_STACK/run LT_LOG=$LT_STACK/launcher.log
+    L_SOCK=$LT_STACK/run/launcher.sock F_SOCK=$LT_STACK/fcgi/fcgi.sock
+    NGX=http://127.0.0.1:$1
+    B=$(lt_stack_env ANTHROPIC_BASE_URL)
+    API_KEY=$(lt_stack_env ANTHROPIC_API_KEY)
+    WH_KEY=$(lt_stack_env ANTHROPIC_WEBHOOK_SIGNING_KEY)
+    ENV=$(lt_stack_env ANTHROPIC_ENVIRONMENT_ID)
+    key=$(lt_stack_env ANTHROPIC_ENVIRONMENT_KEY)
+    cred_file api "x-api-key: $API_KEY"
+    cred_file apibearer "Authorization: Bearer $API_KEY"
+    bearer ek "$key"
+    printf '' >"$EM_DIR/cred.none"
+    LT_TAR=$(sed -n 's/^RUNCELL_SNAPSHOT=//p' "$LT_STACK/launcher.env")
+    (umask 077 && cp "$LT_STACK/launcher.env" "$LT/launcher.env.base")
+    # The logs where the tests look for them.
+    ln -sfn "$LT_STACK/fcgi.log" "$F_DIR/fcgi.log"
+    ln -sfn "$LT_STACK/nginx.log" "$F_DIR/nginx.log"
+    ln -sfn "$LT_STACK/nginx" "$F_DIR/nginx"
+    ln -sfn "$LT_STACK/emulator.log" "$EM_DIR/log"
+    LAUNCHER_REAL_PID=$(lt_stack pid launcher)
+    FCGI_PID=$(lt_stack pid fcgi)
+    NGINX_PID=$(lt_stack pid nginx)
+}
+lt_stack_env() { sed -n "s/^export $1=//p" "$LT_STACK/env"; }
+
+# lt_stack_launcher_start [VAR=VALUE...]: the stack's launcher again (after a kill or a stop),
+# with lt_setup's settings plus VAR=VALUE and LT_SNAPSHOT, for this start only.
+lt_stack_launcher_start() {
+    local old snap=${LT_SNAPSHOT:-$LT_TAR}
+    old=$(lt_stack pid launcher)
+    [ -z "$old" ] || wait_for 10 lt_pid_gone "$old"
+    case "$snap" in /* | sha256:*) ;; *) snap=$(pwd)/$snap ;; esac
+    cp "$LT/launcher.env.base" "$LT_STACK/launcher.env"
+    if ! RUNCELL_STACK_LAUNCHER_ENV="RUNCELL_SNAPSHOT=$snap RUNCELL_MAX_IDLE_MS=${LT_MAX_IDLE_MS:-2000} $*" \
+        lt_stack start launcher >>"$LT/stack.log" 2>&1; then
+        t_fail launcher_start "runcell-launcher did not start: $(tail -n 5 "$LT/stack.log")"
+        exit 1
+    fi
+    LAUNCHER_REAL_PID=$(lt_stack pid launcher)
+}
+lt_pid_gone() { ! kill -0 "$1" 2>/dev/null || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]; }
+
+# lt_stack_down: `scripts/stack.sh down` (the dir is $LT: lt_cleanup removes it unless LT_KEEP);
+# the logs the tests' other helpers read are copied out of it first.
+lt_stack_down() {
+    local l
+    [ -n "$LT_STACK_UP" ] || return 0
+    lt_stack down >>"$LT/stack.log" 2>&1
+    LT_STACK_UP='' LAUNCHER_REAL_PID='' FCGI_PID='' NGINX_PID=''
+    for l in "$EM_DIR/log" "$F_DIR/fcgi.log" "$F_DIR/nginx.log"; do
+        [ -L "$l" ] && cp --remove-destination "$(readlink "$l")" "$l" 2>/dev/null
+    done
+    rm -f "$F_DIR/nginx"
+    return 0
+}
+
+# lt_nginx_conf_template FILE: the nginx.conf lt_setup's stack runs (RUNCELL_STACK_NGINX_CONF):
+# /webhook and /healthz to runcell-fcgi, no limit_req (a flood reaches runcell-fcgi), the
+# placeholders filled in by scripts/stack.sh. bench/chain_lib.sh replaces it.
+lt_nginx_conf_template() {
+    cat >"$1" <<'CONF'
+daemon off;
+worker_processes 1;
+pid @PREFIX@/nginx.pid;
+error_log stderr info;
+events { worker_connections 128; }
+http {
+    access_log off;
+    client_body_temp_path @PREFIX@/tmp/body;
+    fastcgi_temp_path @PREFIX@/tmp/fastcgi;
+    proxy_temp_path @PREFIX@/tmp/proxy;
+    uwsgi_temp_path @PREFIX@/tmp/uwsgi;
+    scgi_temp_path @PREFIX@/tmp/scgi;
+    server {
+        listen 127.0.0.1:@PORT@;
+        location = /webhook {
+            include @PREFIX@/fastcgi_params;
+            fastcgi_pass unix:@FCGI_SOCKET@;
+            fastcgi_read_timeout 30s;
+        }
+        location = /healthz {
+            include @PREFIX@/fastcgi_params;
+            fastcgi_pass unix:@FCGI_SOCKET@;
+            fastcgi_read_timeout 5s;
+        }
+        location / { return 404; }
+    }
+}
+CONF
 }
 
 # lt_session VAR NAME: an agent with the scenario's tools and a session playing it (which goes
@@ -273,7 +422,7 @@ lt_leftovers() {
     if [ -d "$LT_STATE/runc" ]; then
         what+=$(runc --root "$LT_STATE/runc" list -q 2>/dev/null | sed 's/^/container:/' | tr '\n' ' ')
     fi
-    what+=$(awk -v p="$LT/" 'index($5, p) == 1 && $5 != p "run/netns" {print "mount:" $5}' /proc/self/mountinfo | tr '\n' ' ')
+    what+=$(awk -v p="$LT/" -v n="$LT_RUN/netns" 'index($5, p) == 1 && $5 != n {print "mount:" $5}' /proc/self/mountinfo | tr '\n' ' ')
     what+=$(find "$LT_RUN/netns" -mindepth 1 2>/dev/null | sed 's/^/netns:/' | tr '\n' ' ')
     what+=$(find "$LT_RUN/sessions" "$LT_STATE/bundles" -mindepth 1 -maxdepth 1 2>/dev/null | sed 's/^/dir:/' | tr '\n' ' ')
     what+=$(find "$LT_STATE/sessions" -name work 2>/dev/null | sed 's/^/work:/' | tr '\n' ' ')
@@ -330,16 +479,26 @@ wait_clean() {
     return 1
 }
 
-# Live shims (processes running the launcher binary with --shim).
+# Live shims of this test (processes running the launcher binary with --shim that hold a file
+# under $LT open: the session lock, the launcher log they inherit). Other tests' shims, running
+# at the same time from the same binary, are not listed.
 shim_pids() {
-    local p
+    local p exe
+    exe=$(readlink -f "$LAUNCHER")
     for p in $(pgrep -f -- "--shim --snapshot" 2>/dev/null); do
-        [ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$(readlink -f "$LAUNCHER")" ] && echo "$p"
+        case "$(readlink "/proc/$p/exe" 2>/dev/null)" in
+        "$exe" | "$exe (deleted)") lt_holds_file "$p" && echo "$p" ;; # (deleted): rebuilt since
+        esac
     done
+}
+# lt_holds_file PID: the process has a file under $LT open.
+lt_holds_file() {
+    find "/proc/$1/fd" -mindepth 1 -maxdepth 1 -lname "$LT/*" 2>/dev/null | grep -q .
 }
 
 lt_cleanup() {
     local p s m
+    lt_stack_down
     # Shims we started (their exe is our launcher binary) and their containers.
     for p in $(shim_pids); do kill -TERM "$p" 2>/dev/null; done
     for _ in $(seq 50); do [ -z "$(shim_pids)" ] && break; sleep 0.2; done

@@ -185,7 +185,7 @@ static int read_sockets(const char *const *envp, const char *socket_arg, rc_fcgi
 
 static int read_tuning(const char *const *envp, rc_fcgi_config *c, rc_error *err)
 {
-    long long threads, cap, reclaim, deadline, api_to, launcher_to, entries, ttl, redrain;
+    long long threads, cap, reclaim, deadline, api_to, launcher_to, entries, ttl, redrain, idle;
     int r;
 
     if ((r = read_ll(envp, "RUNCELL_FCGI_THREADS", 1, 256, RC_FCGI_DEFAULT_THREADS, &threads,
@@ -205,7 +205,9 @@ static int read_tuning(const char *const *envp, rc_fcgi_config *c, rc_error *err
         (r = read_ll(envp, "RUNCELL_DEDUPE_TTL_SECONDS", 1, 7 * 86400, RC_FCGI_DEFAULT_DEDUPE_TTL_S,
                      &ttl, err)) < 0 ||
         (r = read_ll(envp, "RUNCELL_REDRAIN_INTERVAL_MS", 0, 600000, RC_FCGI_DEFAULT_REDRAIN_MS,
-                     &redrain, err)) < 0)
+                     &redrain, err)) < 0 ||
+        (r = read_ll(envp, "RUNCELL_REDRAIN_IDLE_MS", 0, 3600000, RC_FCGI_DEFAULT_REDRAIN_IDLE_MS,
+                     &idle, err)) < 0)
         return r;
     c->threads = (int)threads;
     c->drain_cap = (int)cap;
@@ -216,6 +218,7 @@ static int read_tuning(const char *const *envp, rc_fcgi_config *c, rc_error *err
     c->dedupe_entries = (size_t)entries;
     c->dedupe_ttl_s = (long)ttl;
     c->redrain_ms = (long)redrain;
+    c->redrain_idle_ms = (long)idle;
     return 0;
 }
 
@@ -312,6 +315,9 @@ const char *rc_fcgi_config_help(void)
            "  RUNCELL_REDRAIN_INTERVAL_MS     background re-drain while work may be queued\n"
            "                                  (launcher full, cap, deadline, failure; default\n"
            "                                  1000; 0 = off)\n"
+           "  RUNCELL_REDRAIN_IDLE_MS         and at least this often with a free slot, for work\n"
+           "                                  queued again without a webhook (a lease that\n"
+           "                                  expired; default 30000; 0 = never)\n"
            "  RUNCELL_WORKER_ID               Anthropic-Worker-ID sent on polls (default none)\n"
            "  RUNCELL_LOG_LEVEL               debug|info|warn|error (default info)\n"
            "\n"

@@ -24,7 +24,8 @@
 #define RC_FCGI_DEFAULT_API_TIMEOUT_MS      5000
 #define RC_FCGI_DEFAULT_LAUNCHER_TIMEOUT_MS 5000
 #define RC_FCGI_DEFAULT_DEDUPE_ENTRIES      4096
-#define RC_FCGI_DEFAULT_REDRAIN_MS          1000 /* re-drain interval; 0 = off */
+#define RC_FCGI_DEFAULT_REDRAIN_MS          1000  /* re-drain interval; 0 = off */
+#define RC_FCGI_DEFAULT_REDRAIN_IDLE_MS     30000 /* idle re-drain period; 0 = off */
 #define RC_FCGI_DEFAULT_DEDUPE_TTL_S        3600
 #define RC_FCGI_DEFAULT_SOCKET_MODE         0660
 #define RC_FCGI_PATH_MAX                    256 /* webhook path and socket paths */
@@ -52,6 +53,7 @@ typedef struct rc_fcgi_config {
     size_t dedupe_entries;    /* RUNCELL_DEDUPE_ENTRIES */
     long dedupe_ttl_s;        /* RUNCELL_DEDUPE_TTL_SECONDS */
     long redrain_ms;          /* RUNCELL_REDRAIN_INTERVAL_MS: background re-drain, 0 = off */
+    long redrain_idle_ms;     /* RUNCELL_REDRAIN_IDLE_MS: a round at least this often, 0 = off */
 } rc_fcgi_config;
 
 /* Read the configuration from envp (NULL-terminated "NAME=value" strings; empty values count as

@@ -11,6 +11,10 @@
  * down, a session ended, and the round runs even without the flag, because an ended session is
  * also how work gets re-queued without any webhook (a runner that lost its lease, 412). The
  * flag starts set, so a restarted runcell-fcgi claims what was queued while it was down.
+ * Without the flag a round still runs every RUNCELL_REDRAIN_IDLE_MS (30 s): an item whose lease
+ * expired (its host died, or its stop failed during an API outage) is queued again by the API
+ * with no webhook and no session ending here, and only a poll finds it. While the launcher is
+ * full such a round costs no API call.
  * runcell-fcgi holds the environment key, so this lives here and not in the launcher (which
  * holds no key). */
 #include "app.h"
@@ -21,6 +25,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <time.h>
 
 #define REDRAIN_BACKOFF_MAX_MS 30000 /* or the interval, when that is longer */
 
@@ -73,6 +78,20 @@ static enum rc_fcgi_drain_end redrain_once(rc_fcgi_worker *w)
     return s.end;
 }
 
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A round is due: work may be queued (the flag), or none ran for the idle period. */
+static bool round_due(rc_fcgi_app *app, long long last_round)
+{
+    long idle = app->cfg->redrain_idle_ms;
+    return atomic_load(&app->redrain_wanted) || (idle > 0 && mono_ms() - last_round >= idle);
+}
+
 /* True when the launcher's active count went down since the last look (a session ended). */
 static bool session_ended(rc_fcgi_app *app, long *last_active)
 {
@@ -93,15 +112,17 @@ void *rc_fcgi_redrain_main(void *arg)
     rc_fcgi_worker w = {.app = app, .index = -1};
     long base = app->cfg->redrain_ms, delay = base, last_active = -1;
     long most = base > REDRAIN_BACKOFF_MAX_MS ? base : REDRAIN_BACKOFF_MAX_MS;
+    long long last_round = mono_ms();
     enum rc_fcgi_drain_end end;
 
     while (nap(app, delay)) {
         if (session_ended(app, &last_active))
             atomic_store(&app->redrain_wanted, true);
-        if (!atomic_load(&app->redrain_wanted)) {
+        if (!round_due(app, last_round)) {
             delay = base;
             continue;
         }
+        last_round = mono_ms();
         end = redrain_once(&w);
         if (failed(end))
             delay = delay * 2 > most ? most : delay * 2;

@@ -140,6 +140,23 @@ check redrain_claims_the_rest test "$(queue_stats)" = "0 0"
 check redrain_counted test "$(redrains)" -ge 2
 check redrain_logged grep -q 're-drain: drained, claimed 1, handed off 1' "$F_LOG"
 fcgi_stop redrain_instance
+
+# ---- the idle re-drain (RUNCELL_REDRAIN_IDLE_MS): work queued with no webhook at all (as after a
+# lease expired on a dead host) is claimed by a periodic round; with it off, it stays queued. ----
+fcgi_start RUNCELL_REDRAIN_INTERVAL_MS=200 RUNCELL_REDRAIN_IDLE_MS=0
+wait_for 10 round_done || t_fail idle_off_start_round "no re-drain round at start"
+mk_session SID "$AGENT" "$ENV"
+sleep 3
+check idle_off_item_stays_queued test "$(queue_stats)" = "1 0"
+fcgi_stop idle_off_instance
+fcgi_start RUNCELL_REDRAIN_INTERVAL_MS=200 RUNCELL_REDRAIN_IDLE_MS=1000
+wait_for 10 queue_empty
+check idle_redrain_claims_unannounced_work test "$(queue_stats)" = "0 0"
+check idle_redrain_handed_off test "$(launch_of "$SID")" = "accepted true"
+mk_session SID "$AGENT" "$ENV"
+wait_for 10 queue_empty
+check idle_redrain_keeps_going test "$(launch_of "$SID")" = "accepted true"
+fcgi_stop idle_instance
 fcgi_start
 
 # ---- 503 while the same id is in flight (a slow API makes the first drain take seconds) ------

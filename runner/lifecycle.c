@@ -39,10 +39,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define USER_AGENT     "runcell-runner"
-#define PATH_BUF_MAX   1024
-#define TOOL_LOG_MAX   (RC_LOG_LINE_MAX + 2048)
-#define SHUTDOWN_LOCAL (-1) /* shutdown cause: a signal (not a lease end) */
+#define USER_AGENT                   "runcell-runner"
+#define PATH_BUF_MAX                 1024
+#define TOOL_LOG_MAX                 (RC_LOG_LINE_MAX + 2048)
+#define SHUTDOWN_LOCAL               (-1) /* shutdown cause: a signal (not a lease end) */
+#define SESSION_FETCH_BACKOFF_MS     500  /* first wait after a failed session read */
+#define SESSION_FETCH_BACKOFF_CAP_MS 8000
 
 typedef struct runner {
     const rc_runner_config *cfg;
@@ -441,6 +443,39 @@ static int fetch_session(runner *rn, cJSON **ret_session, rc_error *err)
     return 1;
 }
 
+/* The lease TTL the API reported, or the one assumed until it does (7.2). */
+static int64_t lease_window_ms(runner *rn)
+{
+    int64_t ttl = atomic_load(&rn->ttl_ms);
+    return ttl > 0 ? ttl : RC_HB_DEFAULT_TTL_MS;
+}
+
+/* 14.3.5, with the outage tolerance of the result posts (13.9): a transient failure (connection
+ * refused, 5xx, 429, the broker's 502) is retried with back-off for up to the lease TTL, so an
+ * API blip at start neither fails the item nor stops the user's turn; a fatal 4xx (401, 403,
+ * 404), a lost lease or a shutdown ends it at once. */
+static int fetch_session_retrying(runner *rn, cJSON **ret_session, rc_error *err)
+{
+    int64_t start = io_now(rn), wait = SESSION_FETCH_BACKOFF_MS;
+    int r;
+
+    for (int attempt = 1;; attempt++) {
+        r = fetch_session(rn, ret_session, err);
+        if (r >= 0 || r == -RC_EFATAL || atomic_load(&rn->shutdown) ||
+            rc_lease_reason_is_lost(rc_lease_reason(&rn->lease)))
+            return r;
+        if (io_now(rn) - start + wait > lease_window_ms(rn))
+            return r;
+        rc_log_warn("session fetch failed (attempt %d); retrying in %lld ms: %s", attempt,
+                    (long long)wait, err ? err->msg : "?");
+        if (io_sleep(rn, wait) < 0)
+            return r;
+        wait = wait * 2 > SESSION_FETCH_BACKOFF_CAP_MS ? SESSION_FETCH_BACKOFF_CAP_MS : wait * 2;
+        if (err)
+            rc_error_clear(err);
+    }
+}
+
 /* The file tools reach the store folders as extra allowed roots, read-only stores as read-only
  * roots (14.3.9, 17.3): the executor took its roots at start, so a new one is started with them
  * and replaces the first. */
@@ -689,7 +724,7 @@ static bool run_item(runner *rn)
     if (atomic_load(&rn->shutdown))
         return false;
     _cleanup_json_ cJSON *session = NULL;
-    r = fetch_session(rn, &session, &e);
+    r = fetch_session_retrying(rn, &session, &e);
     if (r < 0 && !atomic_load(&rn->shutdown)) {
         rc_log_error("session fetch failed; the work item fails: %s", e.msg);
         return true;

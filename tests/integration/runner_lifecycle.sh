@@ -6,6 +6,9 @@
 #                       after the idle window with status 0; one JSON log line per tool call
 #   terminated_session  a terminated session runs no tools: no stream, no list, force-stop
 #   lease_lost          heartbeat 412: exit 3, no stop; a later runner finishes the session
+#   session_outage      the session read answers 503 for ~3 s at start: the runner retries
+#                       (14.3.5 with the lease-TTL window of 13.9) and serves the turn; a 404
+#                       (fatal) fails the item at once
 #   sigterm_mid_tool    SIGTERM while bash sleeps: the tool's process group dies, its error
 #                       result is posted, the item is force-stopped, exit 0 within 30 s
 #   config_errors       bad configuration or manifest: exit 2 and nothing claimed
@@ -132,6 +135,46 @@ test_lease_lost() {
     t_check lease_lost.reclaimed_and_passed [ "$RL_VERDICT" = passed ]
 }
 
+# ---- the session read fails at start --------------------------------------------------------
+
+test_session_outage() {
+    local seq0 fault
+    seq0=$(last_seq)
+    rl_setup bash-echo tests/scenarios/bash-echo.json || return 1
+    rl_claim || {
+        t_fail session_outage "no work item"
+        return
+    }
+    fault=$(jq -cn --arg p "/v1/sessions/$RL_SID"         '{http_error_rate: 1, http_error_statuses: [503], http_error_paths: [$p]}')
+    rl_req api POST /_emulator/v1/faults "$fault"
+    rl_runner_start "$RL_DIR/outage/workdir" "$RL_DIR/outage.log" "$MANIFEST"
+    sleep 3
+    rl_req api POST /_emulator/v1/faults '{}'
+    rl_runner_wait 40
+    log_since "$seq0"
+    rl_verdict
+    t_check session_outage.passed [ "$RL_VERDICT" = passed ]
+    t_check session_outage.exit_status [ "$RL_RUNNER_RC" = 0 ]
+    t_check session_outage.retried [ "$(q "map(select(.path == \"/v1/sessions/$RL_SID\" and .status == 503)) | length")" -ge 4 ]
+    t_check session_outage.logged grep -q 'session fetch failed (attempt' "$RL_DIR/outage.log"
+
+    seq0=$(last_seq)
+    rl_setup bash-echo tests/scenarios/bash-echo.json || return 1
+    rl_claim || {
+        t_fail session_outage.fatal "no work item"
+        return
+    }
+    fault=$(jq -cn --arg p "/v1/sessions/$RL_SID"         '{http_error_rate: 1, http_error_statuses: [404], http_error_paths: [$p]}')
+    rl_req api POST /_emulator/v1/faults "$fault"
+    rl_runner_start "$RL_DIR/fatal/workdir" "$RL_DIR/fatal.log" "$MANIFEST"
+    rl_runner_wait 20
+    rl_req api POST /_emulator/v1/faults '{}'
+    log_since "$seq0"
+    t_check session_outage.fatal_exit_status [ "$RL_RUNNER_RC" = 1 ]
+    t_check session_outage.fatal_not_retried [ "$(q "map(select(.path == \"/v1/sessions/$RL_SID\")) | length")" = 1 ]
+    t_check session_outage.fatal_stopped [ "$(q 'map(select(.path | endswith("/stop"))) | length')" = 1 ]
+}
+
 # ---- SIGTERM mid-tool ----------------------------------------------------------------------
 
 test_sigterm_mid_tool() {
@@ -244,6 +287,7 @@ test_heartbeat_on_time() {
 test_request_order
 test_terminated_session
 test_lease_lost
+test_session_outage
 test_sigterm_mid_tool
 test_config_errors
 test_heartbeat_on_time

@@ -334,7 +334,9 @@ static int check_framing(rc_httpreq *r, int *status, rc_error *err)
     return 0;
 }
 
-/* The Host header must name the target's host and port (reference-app 9.3.2). */
+/* The Host header must name the target's host and port (reference-app 9.3.2). An HTTP/1.1
+ * request must have one (RFC 9112 3.2: a server answers 400 without it); HTTP/1.0 and CONNECT
+ * (whose target is the authority) may go without. */
 static int check_host_header(const rc_httpreq *r, int *status, rc_error *err)
 {
     const rc_policy_kv *h = rc_httpreq_header(r, "host");
@@ -345,6 +347,8 @@ static int check_host_header(const rc_httpreq *r, int *status, rc_error *err)
         return refuse(status, 400, err, "repeated Host header");
     if (!h && r->form == RC_HTTPREQ_ORIGIN)
         return refuse(status, 400, err, "a request inside a tunnel needs a Host header");
+    if (!h && r->form != RC_HTTPREQ_CONNECT && r->version_minor == 1)
+        return refuse(status, 400, err, "an HTTP/1.1 request needs a Host header");
     if (!h || r->form == RC_HTTPREQ_CONNECT)
         return 0;
     if (parse_authority(h->value, h->value_len, &tmp, false, &st, NULL) < 0)

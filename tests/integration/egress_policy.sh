@@ -82,32 +82,41 @@ fi
 raw() { in_ct bash -c "exec 3<>/dev/tcp/127.0.0.1/$P; printf '$1' >&3; head -n 1 <&3 | tr -d '\r'"; }
 check_eq origin_form_400 "$(raw 'GET /relative HTTP/1.1\r\nHost: plain.test\r\n\r\n')" \
     "HTTP/1.1 400 Bad Request"
-check_eq dot_segment_400 "$(raw 'GET http://plain.test/a/../b HTTP/1.1\r\n\r\n')" \
+check_eq dot_segment_400 "$(raw 'GET http://plain.test/a/../b HTTP/1.1\r\nHost: plain.test\r\n\r\n')" \
     "HTTP/1.1 400 Bad Request"
-check_eq encoded_dot_400 "$(raw 'GET http://plain.test/a/%%2e%%2e/b HTTP/1.1\r\n\r\n')" \
+check_eq encoded_dot_400 "$(raw 'GET http://plain.test/a/%%2e%%2e/b HTTP/1.1\r\nHost: plain.test\r\n\r\n')" \
     "HTTP/1.1 400 Bad Request"
-check_eq encoded_slash_400 "$(raw 'GET http://plain.test/a%%2fb HTTP/1.1\r\n\r\n')" \
+check_eq encoded_slash_400 "$(raw 'GET http://plain.test/a%%2fb HTTP/1.1\r\nHost: plain.test\r\n\r\n')" \
     "HTTP/1.1 400 Bad Request"
-check_eq double_slash_400 "$(raw 'GET http://plain.test//b HTTP/1.1\r\n\r\n')" \
+check_eq double_slash_400 "$(raw 'GET http://plain.test//b HTTP/1.1\r\nHost: plain.test\r\n\r\n')" \
     "HTTP/1.1 400 Bad Request"
 check_eq host_mismatch_400 "$(raw 'GET http://plain.test/ HTTP/1.1\r\nHost: unlisted.test\r\n\r\n')" \
     "HTTP/1.1 400 Bad Request"
-check_eq trace_405 "$(raw 'TRACE http://plain.test/ HTTP/1.1\r\n\r\n')" \
+check_eq trace_405 "$(raw 'TRACE http://plain.test/ HTTP/1.1\r\nHost: plain.test\r\n\r\n')" \
     "HTTP/1.1 405 Method Not Allowed"
-check_eq https_absolute_400 "$(raw 'GET https://plain.test/ HTTP/1.1\r\n\r\n')" \
+check_eq https_absolute_400 "$(raw 'GET https://plain.test/ HTTP/1.1\r\nHost: plain.test\r\n\r\n')" \
     "HTTP/1.1 400 Bad Request"
 check_eq bare_lf_400 "$(raw 'GET http://plain.test/ HTTP/1.1\nHost: plain.test\n\n')" \
     "HTTP/1.1 400 Bad Request"
 check_eq smuggling_cl_te_400 \
-    "$(raw 'POST http://plain.test/ HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n')" \
+    "$(raw 'POST http://plain.test/ HTTP/1.1\r\nHost: plain.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n')" \
     "HTTP/1.1 400 Bad Request"
-check_eq userinfo_400 "$(raw 'GET http://user@plain.test/ HTTP/1.1\r\n\r\n')" \
+check_eq userinfo_400 "$(raw 'GET http://user@plain.test/ HTTP/1.1\r\nHost: plain.test\r\n\r\n')" \
     "HTTP/1.1 400 Bad Request"
-check_eq numeric_host_400 "$(raw 'GET http://2130706433/ HTTP/1.1\r\n\r\n')" \
+check_eq numeric_host_400 "$(raw 'GET http://2130706433/ HTTP/1.1\r\nHost: 2130706433\r\n\r\n')" \
     "HTTP/1.1 400 Bad Request"
+# raw_reason REQUEST: the deny reason the proxy gave (x-runcell-deny-reason).
+raw_reason() {
+    in_ct bash -c "exec 3<>/dev/tcp/127.0.0.1/$P; printf '$1' >&3; tr -d '\r' <&3" |
+        sed -n 's/^x-runcell-deny-reason: //Ip' | head -n 1
+}
+check_eq no_host_http11_400 "$(raw_reason 'GET http://plain.test/ HTTP/1.1\r\n\r\n')" \
+    "an HTTP/1.1 request needs a Host header"
+check_eq no_host_http10_ok "$(raw 'GET http://plain.test/ HTTP/1.0\r\n\r\n')" \
+    "HTTP/1.1 200 OK"
 # A second request pipelined on the same connection is never forwarded.
 before=$(wc -l <"$EG_T/upstream.log")
-raw 'GET http://plain.test/one HTTP/1.1\r\n\r\nGET http://plain.test/two HTTP/1.1\r\n\r\n' >/dev/null
+raw 'GET http://plain.test/one HTTP/1.1\r\nHost: plain.test\r\n\r\nGET http://plain.test/two HTTP/1.1\r\nHost: plain.test\r\n\r\n' >/dev/null
 sleep 0.2
 after=$(wc -l <"$EG_T/upstream.log")
 check_eq pipelined_second_dropped \

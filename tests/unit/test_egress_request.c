@@ -71,13 +71,15 @@ TEST(absolute_head)
     CHECK_INT(r.body, RC_HTTPREQ_BODY_NONE);
     rc_httpreq_free(&r);
 
-    REQUIRE(parse("GET http://api.test?x HTTP/1.1\r\n\r\n", &r, &st, NULL) == 1);
+    REQUIRE(parse("GET http://api.test?x HTTP/1.1\r\nHost: api.test\r\n\r\n", &r, &st, NULL) == 1);
     CHECK_MEM(r.path, r.path_len, "/", 1);
     CHECK_MEM(r.query, r.query_len, "x", 1);
     rc_httpreq_free(&r);
 
-    REQUIRE(parse("PUT http://api.test/ HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n", &r, &st,
-                  NULL) == 1);
+    REQUIRE(
+        parse(
+            "PUT http://api.test/ HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: Chunked\r\n\r\n",
+            &r, &st, NULL) == 1);
     CHECK_INT(r.body, RC_HTTPREQ_BODY_CHUNKED);
     rc_httpreq_free(&r);
 }
@@ -98,6 +100,7 @@ TEST(refused_heads)
         int status;
     } cases[] = {
         {"GET /relative HTTP/1.1\r\n\r\n", 400},
+        {"GET http://api.test/ HTTP/1.1\r\n\r\n", 400}, /* HTTP/1.1 without Host */
         {"GET https://api.test/ HTTP/1.1\r\n\r\n", 400},
         {"GET ftp://api.test/ HTTP/1.1\r\n\r\n", 400},
         {"GET http://api.test/ HTTP/2.0\r\n\r\n", 400},
@@ -206,7 +209,8 @@ TEST(hop_by_hop_headers)
 {
     rc_httpreq r;
     int st;
-    REQUIRE(parse("GET http://api.test/ HTTP/1.1\r\nConnection: keep-alive, X-Secret-Hop\r\n"
+    REQUIRE(parse("GET http://api.test/ HTTP/1.1\r\nHost: api.test\r\nConnection: keep-alive, "
+                  "X-Secret-Hop\r\n"
                   "X-Secret-Hop: 1\r\nProxy-Authorization: Basic x\r\nUpgrade: h2c\r\n"
                   "TE: trailers\r\nX-Keep: 1\r\n\r\n",
                   &r, &st, NULL) == 1);
@@ -250,9 +254,10 @@ static long feed(const char *head, const char *body, size_t len, bool bytewise, 
 
 TEST(body_framing)
 {
-    const char *cl = "POST http://a.test/ HTTP/1.1\r\nContent-Length: 5\r\n\r\n";
-    const char *ch = "POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
-    const char *none = "GET http://a.test/ HTTP/1.1\r\n\r\n";
+    const char *cl = "POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\n\r\n";
+    const char *ch =
+        "POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const char *none = "GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n";
     const char *chunked = "4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\n"
                           "Trailer: x\r\n\r\nGET http://next/";
     size_t framed = strlen(chunked) - strlen("GET http://next/");

@@ -57,9 +57,11 @@ static int parse_ll(const char *name, const char *v, long long lo, long long hi,
     char *end = NULL;
     long long x;
 
+    /* strtoll would skip leading whitespace and take a '+': neither is a plain number. */
+    bool start_ok = (v[0] >= '0' && v[0] <= '9') || (v[0] == '-' && lo < 0);
     errno = 0;
     x = strtoll(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi)
+    if (!start_ok || errno || end == v || *end || x < lo || x > hi)
         return rc_error_set(err, RC_EINVAL, "%s must be an integer between %lld and %lld", name, lo,
                             hi);
     *ret = x;
@@ -183,8 +185,11 @@ static int read_memory(const char *const *envp, rc_runner_config *c, rc_error *e
         c->memory_sync_interval_ms = -1;
     else if (iv &&
              (r = parse_ll("RUNCELL_MEMORY_SYNC_INTERVAL_MS", iv, 5000, RC_RUNNER_MAX_IDLE_MS_LIMIT,
-                           &c->memory_sync_interval_ms, err)) < 0)
-        return r;
+                           &c->memory_sync_interval_ms, NULL)) < 0)
+        return rc_error_set(err, RC_EINVAL,
+                            "RUNCELL_MEMORY_SYNC_INTERVAL_MS must be \"off\" or an integer between "
+                            "5000 and %lld",
+                            (long long)RC_RUNNER_MAX_IDLE_MS_LIMIT);
     if (dd && (r = parse_ll("RUNCELL_MEMORY_DELETE_DELAY_MS", dd, 0, 30000,
                             &c->memory_delete_delay_ms, err)) < 0)
         return r;

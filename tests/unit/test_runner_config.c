@@ -1,10 +1,13 @@
 /* test_runner_config.c - runcell-runner's environment inputs (runner/config.c): strict ids
  * (protocol 1.1.1), the endpoint, the credential rules (socket mode refuses any credential and
  * sends a placeholder; outside a container the secret's token, else the environment key), the
- * numeric inputs, and the scrubbing of ANTHROPIC_* from the process environment. */
+ * numeric inputs (including the memory-store sync interval, `off`, and the test-only delete
+ * delay), and the scrubbing of ANTHROPIC_* from the process environment. */
 #include "config.h"
 #include "harness.h"
+#include "memory.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -203,4 +206,210 @@ TEST(help_documents_every_variable)
         "RUNCELL_LOG_LEVEL"};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         CHECK(strstr(rc_runner_config_help(), vars[i]) != NULL);
+}
+
+/* ---- memory stores (protocol 16): RUNCELL_MEMORY_SYNC_INTERVAL_MS, RUNCELL_MEMORY_DELETE_DELAY_MS
+ */
+
+/* Load IDS + a secret + one extra variable (NULL = none). */
+static int load_with(rc_runner_config *c, rc_error *err, const char *extra)
+{
+    const char *envp[] = {IDS, "ANTHROPIC_WORK_SECRET=" SECRET, extra, NULL};
+    return load(c, err, envp);
+}
+
+TEST(memory_defaults)
+{
+    rc_runner_config c;
+    rc_error err = {0};
+    REQUIRE(load_with(&c, &err, NULL) == 0);
+    CHECK_INT(c.memory_sync_interval_ms, 0); /* 0 = memory.c's default */
+    CHECK_INT(c.memory_delete_delay_ms, -1); /* -1 = the protocol's 30 s */
+    rc_runner_config_clear(&c);
+    CHECK_INT(RC_MEMORY_SYNC_INTERVAL_MS, 15000);
+    CHECK_INT(RC_MEMORY_MIN_SYNC_INTERVAL_MS, 5000);
+    CHECK_INT(RC_MEMORY_DELETE_DELAY_MS, 30000);
+    /* Empty values count as unset (4.3.1). */
+    const char *empty[] = {IDS, "ANTHROPIC_WORK_SECRET=" SECRET, "RUNCELL_MEMORY_SYNC_INTERVAL_MS=",
+                           "RUNCELL_MEMORY_DELETE_DELAY_MS=", NULL};
+    REQUIRE(load(&c, &err, empty) == 0);
+    CHECK_INT(c.memory_sync_interval_ms, 0);
+    CHECK_INT(c.memory_delete_delay_ms, -1);
+    rc_runner_config_clear(&c);
+}
+
+TEST(memory_sync_interval_accepted)
+{
+    static const struct {
+        const char *env;
+        long long want;
+    } cases[] = {
+        {"RUNCELL_MEMORY_SYNC_INTERVAL_MS=off", -1},
+        {"RUNCELL_MEMORY_SYNC_INTERVAL_MS=5000", 5000}, /* the minimum itself */
+        {"RUNCELL_MEMORY_SYNC_INTERVAL_MS=15000", 15000},
+        {"RUNCELL_MEMORY_SYNC_INTERVAL_MS=60000", 60000},
+        {"RUNCELL_MEMORY_SYNC_INTERVAL_MS=604800000", 604800000LL}, /* a week */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rc_runner_config c;
+        rc_error err = {0};
+        int r = load_with(&c, &err, cases[i].env);
+        if (r != 0 || c.memory_sync_interval_ms != cases[i].want)
+            rc_test_fail(__FILE__, __LINE__, "%s: r=%d interval=%lld (%s)", cases[i].env, r,
+                         r == 0 ? c.memory_sync_interval_ms : 0, err.msg);
+        if (r == 0)
+            CHECK_INT(c.memory_delete_delay_ms, -1);
+        rc_runner_config_clear(&c);
+    }
+}
+
+/* Below the minimum is refused, not clamped; anything that is not exactly "off" or a whole
+ * decimal number in range is refused, naming the variable and the range, never the value. */
+TEST(memory_sync_interval_refused)
+{
+    static const char *const values[] = {
+        "4999",
+        "0",
+        "1",
+        "-1",
+        "-5000",
+        "604800001",                     /* a week + 1 ms */
+        "9223372036854775807",           /* LLONG_MAX: in range for strtoll, not for us */
+        "9223372036854775808",           /* overflows long long */
+        "99999999999999999999999999999", /* overflows long long */
+        "-9223372036854775809",          /* underflows */
+        "15s",
+        "15000ms",
+        "1e4",
+        "0x3a98",
+        "15000.0",
+        "15,000",
+        "15000 ",
+        "15000\n",
+        "off ",
+        "offx",
+        "of",
+        "on",
+        "no",
+        "false",
+        "disabled",
+        "abc",
+        "-",
+        "+",
+        " ",
+        "\t",
+        " 6000",
+        "+6000",
+        "\t6000",
+        "\n6000",
+        "-0"}; /* strtoll alone would take the first four */
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        char env[128];
+        snprintf(env, sizeof env, "RUNCELL_MEMORY_SYNC_INTERVAL_MS=%s", values[i]);
+        rc_runner_config c;
+        rc_error err = {0};
+        int r = load_with(&c, &err, env);
+        if (r != -RC_EINVAL) {
+            rc_test_fail(__FILE__, __LINE__, "RUNCELL_MEMORY_SYNC_INTERVAL_MS=\"%s\": %d",
+                         values[i], r);
+            if (r == 0)
+                rc_runner_config_clear(&c);
+            continue;
+        }
+        if (!strstr(err.msg, "RUNCELL_MEMORY_SYNC_INTERVAL_MS") ||
+            !strstr(err.msg, "between 5000 and 604800000"))
+            rc_test_fail(__FILE__, __LINE__, "\"%s\": unclear error \"%s\"", values[i], err.msg);
+        if (strlen(values[i]) > 2 && strstr(err.msg, values[i]))
+            rc_test_fail(__FILE__, __LINE__, "\"%s\": the error echoes the value", values[i]);
+    }
+}
+
+TEST(memory_delete_delay)
+{
+    static const struct {
+        const char *v;
+        long long want; /* -2 = refused */
+    } cases[] = {
+        {"0", 0},
+        {"1", 1},
+        {"3000", 3000},
+        {"30000", 30000},
+        {"30001", -2},
+        {"-1", -2},
+        {"-30000", -2},
+        {"off", -2},
+        {"3s", -2},
+        {"1e3", -2},
+        {"3000 ", -2},
+        {"abc", -2},
+        {"99999999999999999999", -2},
+        {"9223372036854775808", -2},
+        {" 3000", -2},
+        {"+3000", -2},
+        {"-0", -2},
+        {"0003000", 3000},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char env[128];
+        snprintf(env, sizeof env, "RUNCELL_MEMORY_DELETE_DELAY_MS=%s", cases[i].v);
+        rc_runner_config c;
+        rc_error err = {0};
+        int r = load_with(&c, &err, env);
+        if (cases[i].want >= 0) {
+            if (r != 0 || c.memory_delete_delay_ms != cases[i].want)
+                rc_test_fail(__FILE__, __LINE__, "%s: r=%d (%s)", env, r, err.msg);
+            else
+                CHECK_INT(c.memory_sync_interval_ms, 0);
+            if (r == 0)
+                rc_runner_config_clear(&c);
+            continue;
+        }
+        if (r != -RC_EINVAL) {
+            rc_test_fail(__FILE__, __LINE__, "%s accepted (%d)", env, r);
+            if (r == 0)
+                rc_runner_config_clear(&c);
+            continue;
+        }
+        if (!strstr(err.msg, "RUNCELL_MEMORY_DELETE_DELAY_MS") ||
+            !strstr(err.msg, "between 0 and 30000"))
+            rc_test_fail(__FILE__, __LINE__, "%s: unclear error \"%s\"", env, err.msg);
+    }
+}
+
+TEST(memory_both_variables_together)
+{
+    const char *off[] = {IDS, "ANTHROPIC_WORK_SECRET=" SECRET,
+                         "RUNCELL_MEMORY_SYNC_INTERVAL_MS=off", "RUNCELL_MEMORY_DELETE_DELAY_MS=0",
+                         NULL};
+    const char *set[] = {IDS, "RUNCELL_API_SOCKET=/run/runcell/api.sock",
+                         "RUNCELL_MEMORY_SYNC_INTERVAL_MS=7000",
+                         "RUNCELL_MEMORY_DELETE_DELAY_MS=2500", NULL};
+    const char *bad_delay[] = {IDS, "ANTHROPIC_WORK_SECRET=" SECRET,
+                               "RUNCELL_MEMORY_SYNC_INTERVAL_MS=7000",
+                               "RUNCELL_MEMORY_DELETE_DELAY_MS=x", NULL};
+    rc_runner_config c;
+    rc_error err = {0};
+    REQUIRE(load(&c, &err, off) == 0);
+    CHECK_INT(c.memory_sync_interval_ms, -1);
+    CHECK_INT(c.memory_delete_delay_ms, 0);
+    rc_runner_config_clear(&c);
+    REQUIRE(load(&c, &err, set) == 0);
+    CHECK_INT(c.memory_sync_interval_ms, 7000);
+    CHECK_INT(c.memory_delete_delay_ms, 2500);
+    rc_runner_config_clear(&c);
+    /* A bad delete delay fails the load even when the interval is fine; nothing is written. */
+    memset(&c, 0, sizeof c);
+    c.memory_sync_interval_ms = 12345;
+    CHECK_INT(rc_runner_config_load(bad_delay, &c, &err), -RC_EINVAL);
+    CHECK(strstr(err.msg, "RUNCELL_MEMORY_DELETE_DELAY_MS") != NULL);
+    CHECK_INT(c.memory_sync_interval_ms, 12345);
+    CHECK(c.credential == NULL);
+}
+
+TEST(memory_help_names_the_variables)
+{
+    CHECK(strstr(rc_runner_config_help(), "RUNCELL_MEMORY_SYNC_INTERVAL_MS") != NULL);
+    CHECK(strstr(rc_runner_config_help(), "RUNCELL_MEMORY_DELETE_DELAY_MS") != NULL);
+    CHECK(strstr(rc_runner_config_help(), "15000") != NULL);
+    CHECK(strstr(rc_runner_config_help(), "5000") != NULL);
 }

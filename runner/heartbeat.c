@@ -216,15 +216,28 @@ static int beat(rc_heartbeat *hb)
     return reason;
 }
 
+int64_t rc_hb_next_delay_ms(int64_t interval_ms, unsigned failures)
+{
+    int64_t d = RC_HB_MIN_INTERVAL_MS;
+    if (failures == 0)
+        return interval_ms;
+    for (unsigned i = 1; i < failures && d < interval_ms; i++)
+        d *= 2;
+    return d < interval_ms ? d : interval_ms;
+}
+
 static void *heartbeat_main(void *arg)
 {
     rc_heartbeat *hb = arg;
     rc_http_cancel *cancel = rc_http_client_cancel(rc_api_http(hb->api));
+    unsigned failures = 0;
     int reason;
 
     rc_log_set_context(hb->session_id, hb->work_id);
     for (;;) {
+        long before = atomic_load(&hb->beats);
         reason = beat(hb);
+        failures = atomic_load(&hb->beats) != before ? 0 : failures + 1;
         mark_first_done(hb);
         if (reason < 0)
             break;
@@ -233,7 +246,8 @@ static void *heartbeat_main(void *arg)
                 hb->on_end(hb->userdata, reason);
             break;
         }
-        if (rc_http_cancel_sleep(cancel, hb->st.interval_ms, NULL) < 0)
+        if (rc_http_cancel_sleep(cancel, rc_hb_next_delay_ms(hb->st.interval_ms, failures), NULL) <
+            0)
             break;
     }
     mark_first_done(hb);

@@ -77,6 +77,11 @@ int rc_hb_state_on_success(rc_hb_state *s, int64_t now_ms, const cJSON *body, in
  * RC_LEASE_ASSUMED_LOST (transient, but the last success is older than the TTL) or
  * RC_LEASE_HELD (transient, keep beating with the same expected value). */
 int rc_hb_state_on_failure(rc_hb_state *s, int64_t now_ms, long status);
+/* The wait before the next beat after `failures` transient failures in a row (0: the interval).
+ * Beyond the SDK (7.3 waits a whole interval): 1 s, 2 s, 4 s, ... capped at the interval, so a
+ * short outage, or a first beat that failed before the server's TTL is known (the 30 s default
+ * interval against a shorter lease), does not let the lease lapse. */
+int64_t rc_hb_next_delay_ms(int64_t interval_ms, unsigned failures);
 
 /* ---- the thread --------------------------------------------------------------------------- */
 

@@ -268,3 +268,18 @@ TEST(stop_aborts_a_hung_beat_promptly)
     CHECK_INT(atomic_load(&e.calls), 0); /* stopping is not a lease end */
     fixture_http_stop(fx);
 }
+
+/* After failed beats the next comes sooner than the interval: 1 s, 2 s, 4 s, ... capped. */
+TEST(next_delay_backs_off_to_the_interval)
+{
+    CHECK(rc_hb_next_delay_ms(30000, 0) == 30000);
+    CHECK(rc_hb_next_delay_ms(30000, 1) == 1000);
+    CHECK(rc_hb_next_delay_ms(30000, 2) == 2000);
+    CHECK(rc_hb_next_delay_ms(30000, 3) == 4000);
+    CHECK(rc_hb_next_delay_ms(30000, 5) == 16000);
+    CHECK(rc_hb_next_delay_ms(30000, 6) == 30000);
+    CHECK(rc_hb_next_delay_ms(30000, 4000000000U) == 30000);
+    CHECK(rc_hb_next_delay_ms(5000, 1) == 1000);
+    CHECK(rc_hb_next_delay_ms(5000, 4) == 5000);
+    CHECK(rc_hb_next_delay_ms(1000, 1) == 1000);
+}

@@ -9,6 +9,8 @@
  *   header filters (rc_apichan_upstream_headers, rc_apichan_response_header_allowed)
  *   credential choice and the locked credential page
  *   audit lines (own minimal helpers: broker/audit.h did not exist when this was written)
+ *   the heartbeat record (rc_apichan_hb_record_*): the last 200 heartbeat answer, on disk for
+ *     the launcher's reconcile after a crash
  *   server: socket creation, accept thread, one thread per connection, the curl relay
  *
  * Trust: every byte from the socket is hostile until parsed (the peer is the runner, but the
@@ -942,6 +944,168 @@ static void audit_emit(int fd, const char *sid, const char *wid, const audit_rec
     (void)w;
 }
 
+/* ---- the heartbeat record ------------------------------------------------------------------- */
+
+#define HB_TTL_MAX 10000000L
+
+static bool hb_value_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n > RC_APICHAN_HB_VALUE_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+            return false;
+    return true;
+}
+
+static bool hb_state_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= sizeof(((rc_apichan_hb_record *)0)->state))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || s[i] == '_'))
+            return false;
+    return true;
+}
+
+/* Fill rec from a parsed object: last_heartbeat (required), state and ttl_seconds (optional). */
+static int hb_fields(const cJSON *o, rc_apichan_hb_record *rec, rc_error *err)
+{
+    const cJSON *lh = cJSON_GetObjectItemCaseSensitive(o, "last_heartbeat");
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "state");
+    const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(o, "ttl_seconds");
+    if (!cJSON_IsString(lh) || !hb_value_ok(lh->valuestring))
+        return rc_error_set(err, RC_EPARSE, "heartbeat record: bad or missing last_heartbeat");
+    snprintf(rec->last_heartbeat, sizeof rec->last_heartbeat, "%s", lh->valuestring);
+    if (cJSON_IsString(st) && hb_state_ok(st->valuestring))
+        snprintf(rec->state, sizeof rec->state, "%s", st->valuestring);
+    if (cJSON_IsNumber(ttl) && ttl->valuedouble >= 0 && ttl->valuedouble <= (double)HB_TTL_MAX)
+        rec->ttl_seconds = (long)ttl->valuedouble;
+    return 0;
+}
+
+static int hb_parse_object(const char *text, size_t len, cJSON **ret, rc_error *err)
+{
+    rc_json_limits lim = {.max_size = RC_APICHAN_HB_RECORD_MAX, .max_depth = 8};
+    _cleanup_json_ cJSON *o = NULL;
+    int r = rc_json_parse(text, len, &lim, &o, err);
+    if (r < 0)
+        return r;
+    if (!cJSON_IsObject(o))
+        return rc_error_set(err, RC_EPARSE, "heartbeat record: not a JSON object");
+    *ret = take_ptr(o);
+    return 0;
+}
+
+int rc_apichan_hb_record_from_answer(const char *body, size_t len, int64_t at_ms,
+                                     rc_apichan_hb_record *ret, rc_error *err)
+{
+    _cleanup_json_ cJSON *o = NULL;
+    rc_apichan_hb_record rec = {.at_ms = at_ms};
+    int r = hb_parse_object(body, len, &o, err);
+    if (r < 0)
+        return r;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(o, "type");
+    if (cJSON_IsString(type) && strcmp(type->valuestring, "work_heartbeat") != 0)
+        return rc_error_set(err, RC_EPARSE, "heartbeat record: not a work_heartbeat answer");
+    if ((r = hb_fields(o, &rec, err)) < 0)
+        return r;
+    *ret = rec;
+    return 0;
+}
+
+int rc_apichan_hb_record_format(const rc_apichan_hb_record *rec, char *buf, size_t bufsz,
+                                rc_error *err)
+{
+    _cleanup_json_ cJSON *o = cJSON_CreateObject();
+    if (!hb_value_ok(rec->last_heartbeat))
+        return rc_error_set(err, RC_EINVAL, "heartbeat record: bad last_heartbeat");
+    if (!o || !cJSON_AddStringToObject(o, "last_heartbeat", rec->last_heartbeat) ||
+        !cJSON_AddStringToObject(o, "state", rec->state) ||
+        !cJSON_AddNumberToObject(o, "ttl_seconds", (double)rec->ttl_seconds) ||
+        !cJSON_AddNumberToObject(o, "at_ms", (double)rec->at_ms))
+        return rc_error_set(err, RC_ENOMEM, "out of memory");
+    _cleanup_free_ char *s = cJSON_PrintUnformatted(o);
+    if (!s)
+        return rc_error_set(err, RC_ENOMEM, "out of memory");
+    int n = snprintf(buf, bufsz, "%s\n", s);
+    if (n < 0 || (size_t)n >= bufsz)
+        return rc_error_set(err, RC_ETOOBIG, "heartbeat record too long");
+    return n;
+}
+
+int rc_apichan_hb_record_parse(const char *text, size_t len, rc_apichan_hb_record *ret,
+                               rc_error *err)
+{
+    _cleanup_json_ cJSON *o = NULL;
+    rc_apichan_hb_record rec = {0};
+    int r = hb_parse_object(text, len, &o, err);
+    if (r < 0 || (r = hb_fields(o, &rec, err)) < 0)
+        return r;
+    const cJSON *at = cJSON_GetObjectItemCaseSensitive(o, "at_ms");
+    if (!cJSON_IsNumber(at) || at->valuedouble < 0 || at->valuedouble > 9.0e15)
+        return rc_error_set(err, RC_EPARSE, "heartbeat record: bad or missing at_ms");
+    rec.at_ms = (int64_t)at->valuedouble;
+    *ret = rec;
+    return 0;
+}
+
+int rc_apichan_hb_record_write(const char *path, const rc_apichan_hb_record *rec, rc_error *err)
+{
+    char buf[RC_APICHAN_HB_RECORD_MAX], tmp[PATH_MAX];
+    int n = rc_apichan_hb_record_format(rec, buf, sizeof buf, err);
+    if (n < 0)
+        return n;
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
+        return rc_error_set(err, RC_ETOOBIG, "heartbeat record path too long");
+    _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return rc_error_sys(err, RC_EIO, "create the heartbeat record");
+    ssize_t w;
+    do
+        w = write(fd, buf, (size_t)n);
+    while (w < 0 && errno == EINTR);
+    if (w != n || rename(tmp, path) < 0) {
+        int r = rc_error_sys(err, RC_EIO, "write the heartbeat record");
+        unlink(tmp);
+        return r;
+    }
+    return 0;
+}
+
+int rc_apichan_hb_record_read(const char *path, rc_apichan_hb_record *ret, rc_error *err)
+{
+    char buf[RC_APICHAN_HB_RECORD_MAX + 1];
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? rc_error_set(err, RC_ENOTFOUND, "no heartbeat record")
+                               : rc_error_sys(err, RC_EIO, "open the heartbeat record");
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, sizeof buf - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return rc_error_sys(err, RC_EIO, "read the heartbeat record");
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len == sizeof buf)
+            return rc_error_set(err, RC_ETOOBIG, "the heartbeat record is too large");
+    }
+    return rc_apichan_hb_record_parse(buf, len, ret, err);
+}
+
+bool rc_apichan_hb_record_expired(const rc_apichan_hb_record *rec, int64_t now_ms,
+                                  int64_t margin_ms)
+{
+    if (rec->ttl_seconds <= 0)
+        return false;
+    return now_ms - rec->at_ms > (int64_t)rec->ttl_seconds * 1000 + margin_ms;
+}
+
 /* ---- server state ------------------------------------------------------------------------- */
 
 struct rc_apichan {
@@ -950,6 +1114,8 @@ struct rc_apichan {
     char *ca_file;
     char *environment_id, *work_id, *session_id;
     char **memory_store_ids; /* NULL-terminated */
+    char *hb_path;           /* the heartbeat record, or NULL */
+    pthread_mutex_t hb_lock; /* one writer of the record at a time */
     rc_apichan_scope scope;
     bool learn_memory;     /* learn the stores from the relayed session answer */
     char **learned_stores; /* NULL-terminated or NULL (none seen yet); under lock */
@@ -1198,7 +1364,9 @@ typedef struct relay {
     bool head_sent, chunked, no_body;
     bool too_big, client_gone, headers_overflow;
     rc_buf hdrs;     /* filtered "name: value\r\n" lines of the current upstream response */
-    rc_buf *capture; /* a copy of the body (the session answer, to learn its memory stores) */
+    rc_buf *capture; /* a copy of the body (the session answer, to learn its memory stores, or
+                      * the heartbeat answer, for the heartbeat record) */
+    bool learn;      /* capture is the session answer */
     bool capture_overflow, learned;
     size_t cap;
     unsigned long long body_bytes;
@@ -1332,7 +1500,7 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
         rl->capture_overflow = true;
     /* Learn before the last bytes go out: once the runner holds the whole session it may ask for
      * memory on another connection at once. (A chunked answer is learnt before its terminator.) */
-    if (rl->capture && !rl->capture_overflow && rl->status == 200 && rl->content_length >= 0 &&
+    if (rl->learn && !rl->capture_overflow && rl->status == 200 && rl->content_length >= 0 &&
         rl->body_bytes == (unsigned long long)rl->content_length) {
         learn_memory_stores(rl->c->ch, rl->capture);
         rl->learned = true;
@@ -1544,6 +1712,30 @@ static void learn_memory_stores(rc_apichan *ch, const rc_buf *body)
         rc_log_info("apichan: memory stores allowed for this session: %zu", n);
 }
 
+static int64_t now_real_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A 200 heartbeat answer went to the runner: keep what a later reconcile needs to prove the lease
+ * is still ours (rc_apichan_hb_record). Failures are logged; the runner is not affected. */
+static void record_heartbeat(rc_apichan *ch, const rc_buf *body)
+{
+    rc_apichan_hb_record rec;
+    rc_error e = {0};
+    int r = rc_apichan_hb_record_from_answer(body->data ? body->data : "", body->len, now_real_ms(),
+                                             &rec, &e);
+    if (r == 0) {
+        pthread_mutex_lock(&ch->hb_lock);
+        r = rc_apichan_hb_record_write(ch->hb_path, &rec, &e);
+        pthread_mutex_unlock(&ch->hb_lock);
+    }
+    if (r < 0)
+        rc_log_warn("apichan: heartbeat record not kept: %s", e.msg);
+}
+
 /* The scope a request is matched against: the configured one, plus the learnt memory stores. */
 static int route_match(rc_apichan *ch, const rc_apichan_head *h, int *route, rc_error *err)
 {
@@ -1569,10 +1761,13 @@ static int forward(conn *c, const rc_apichan_head *h, int route, const char *bod
     int r = upstream_slist(c, h, &hdrs);
     if (r < 0 || (r = upstream_url(ch, h->target, &url)) < 0)
         return r;
-    _cleanup_(rc_buf_free) rc_buf capture = RC_BUF_INIT(LEARN_BODY_MAX);
+    bool learn = route == RC_APICHAN_ROUTE_SESSION_GET && ch->learn_memory;
+    bool record = route == RC_APICHAN_ROUTE_WORK_HEARTBEAT && ch->hb_path;
+    _cleanup_(rc_buf_free) rc_buf capture =
+        RC_BUF_INIT(record ? RC_APICHAN_HB_RECORD_MAX : LEARN_BODY_MAX);
     relay rl = {.c = c,
-                .capture =
-                    route == RC_APICHAN_ROUTE_SESSION_GET && ch->learn_memory ? &capture : NULL,
+                .capture = learn || record ? &capture : NULL,
+                .learn = learn,
                 .stream = rc_apichan_route_is_stream(route),
                 .client_close = h->connection_close,
                 .content_length = -1,
@@ -1600,6 +1795,9 @@ static int forward(conn *c, const rc_apichan_head *h, int route, const char *bod
         return 0;
     }
     fr->status = (int)rl.status;
+    if (record && rl.status == 200 && !rl.capture_overflow &&
+        (res == CURLE_OK || relay_complete(&rl)))
+        record_heartbeat(ch, &capture);
     if (res != CURLE_OK && relay_complete(&rl) && !rl.too_big) {
         fr->keep_alive = false; /* the answer is out; curl's connection state is not */
         return 0;
@@ -1614,7 +1812,7 @@ static int forward(conn *c, const rc_apichan_head *h, int route, const char *bod
         rc_log_debug("apichan: upstream transfer ended: %s", curl_easy_strerror(res));
         return 0;
     }
-    if (rl.capture && rl.status == 200 && !rl.capture_overflow && !rl.learned)
+    if (rl.learn && rl.status == 200 && !rl.capture_overflow && !rl.learned)
         learn_memory_stores(ch, &capture);
     if (rl.chunked && conn_send(c, "0\r\n\r\n", 5) < 0) {
         fr->keep_alive = false;
@@ -2087,6 +2285,7 @@ static int chan_copy_config(rc_apichan *ch, const rc_apichan_config *cfg, rc_err
         (r = dup_opt(cfg->scope.environment_id, &ch->environment_id, err)) < 0 ||
         (r = dup_opt(cfg->scope.work_id, &ch->work_id, err)) < 0 ||
         (r = dup_opt(cfg->scope.session_id, &ch->session_id, err)) < 0 ||
+        (r = dup_opt(cfg->heartbeat_record_path, &ch->hb_path, err)) < 0 ||
         (r = copy_memory_ids(cfg->scope.memory_store_ids, &ch->memory_store_ids, err)) < 0 ||
         (r = base_url_check(cfg->base_url, cfg->allow_plain_http, &ch->base_url, &ch->https, err)) <
             0)
@@ -2137,6 +2336,7 @@ int rc_apichan_new(const rc_apichan_config *cfg, rc_apichan **ret_chan, rc_error
     ch->stop_fd = -1;
     ch->audit_fd = -1;
     pthread_mutex_init(&ch->lock, NULL);
+    pthread_mutex_init(&ch->hb_lock, NULL);
     pthread_cond_init(&ch->idle, NULL);
     if ((r = chan_copy_config(ch, cfg, err)) < 0 ||
         (r = locked_line_new(cfg->credential, &ch->auth, err)) < 0)
@@ -2219,7 +2419,9 @@ void rc_apichan_free(rc_apichan *ch)
     free(ch->environment_id);
     free(ch->work_id);
     free(ch->session_id);
+    free(ch->hb_path);
     pthread_mutex_destroy(&ch->lock);
+    pthread_mutex_destroy(&ch->hb_lock);
     pthread_cond_destroy(&ch->idle);
     free(ch);
 }

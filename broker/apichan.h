@@ -15,7 +15,10 @@
  *   4. relays the answer as it arrives: status, headers (hop-by-hop and Set-Cookie removed) and
  *      body, without buffering (each chunk is written to the runner as soon as curl hands it
  *      over, so SSE headers and events reach the runner at once); upstream errors pass through
- *      with their status and body.
+ *      with their status and body,
+ *   5. after a 200 answer to the work item's heartbeat, records last_heartbeat, the TTL and the
+ *      time in a small root-only file (heartbeat_record_path), so that a launcher restarting after
+ *      a crash can tell whether the lease is still this host's (rc_apichan_hb_record).
  * Connections are kept alive (the runner's libcurl reuses them) and served by one thread each,
  * up to a cap; the upstream connection of each client connection is reused too.
  *
@@ -31,6 +34,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define RC_APICHAN_HEAD_MAX             16384       /* request line + headers + CRLFs */
@@ -187,6 +191,45 @@ int rc_apichan_credential_choose(const char *work_secret, const char *environmen
                                  bool allow_environment_key, char **ret_credential, int *ret_kind,
                                  rc_error *err);
 
+/* ---- the heartbeat record ------------------------------------------------------------------- */
+
+/* What the last successful heartbeat answer said, kept on disk so that a process that finds the
+ * session's shim dead (the launcher's reconcile, after a crash) can tell whether the lease may
+ * still be ours: it echoes last_heartbeat in a heartbeat of its own (protocol.md 5.4), and a 412
+ * means the item went back to the queue or to another worker. Never holds the credential.
+ * On disk: one JSON object, {"last_heartbeat":"...","state":"active","ttl_seconds":300,
+ * "at_ms":<CLOCK_REALTIME ms>}. */
+#define RC_APICHAN_HB_VALUE_MAX  256  /* bytes of last_heartbeat (printable ASCII only) */
+#define RC_APICHAN_HB_RECORD_MAX 1024 /* the file, and the heartbeat answer read for it */
+
+typedef struct rc_apichan_hb_record {
+    char last_heartbeat[RC_APICHAN_HB_VALUE_MAX + 1]; /* as the API returned it; may be "" */
+    char state[24];                                   /* "active", "stopping", ... or "" */
+    long ttl_seconds; /* effective lease TTL from the answer; 0 when it had none */
+    int64_t at_ms;    /* wall clock (ms since the epoch) when the answer was relayed */
+} rc_apichan_hb_record;
+
+/* The record for a 200 heartbeat answer body (5.4.2) received at at_ms. -RC_EPARSE when the body
+ * is not a heartbeat object or last_heartbeat is missing, not a string, too long or not
+ * printable ASCII; a state that is not [a-z_] or a ttl_seconds out of 0..10^7 is dropped. */
+int rc_apichan_hb_record_from_answer(const char *body, size_t len, int64_t at_ms,
+                                     rc_apichan_hb_record *ret, rc_error *err);
+/* Serialise rec (one line, '\n'-terminated) into buf; returns the length. */
+int rc_apichan_hb_record_format(const rc_apichan_hb_record *rec, char *buf, size_t bufsz,
+                                rc_error *err);
+/* Parse what rc_apichan_hb_record_format wrote (same checks as from_answer; at_ms required). */
+int rc_apichan_hb_record_parse(const char *text, size_t len, rc_apichan_hb_record *ret,
+                               rc_error *err);
+/* Write rec to path atomically (path.tmp, mode 0600, rename; no fsync: a record lost to a power
+ * cut only makes the reader's heartbeat fail its precondition, the safe side). */
+int rc_apichan_hb_record_write(const char *path, const rc_apichan_hb_record *rec, rc_error *err);
+/* Read and parse path; -RC_ENOTFOUND when there is none. */
+int rc_apichan_hb_record_read(const char *path, rc_apichan_hb_record *ret, rc_error *err);
+/* True when the lease the record describes has certainly run out by now_ms: a known TTL and
+ * now_ms > at_ms + ttl + margin_ms. */
+bool rc_apichan_hb_record_expired(const rc_apichan_hb_record *rec, int64_t now_ms,
+                                  int64_t margin_ms);
+
 /* ---- the server ---------------------------------------------------------------------------- */
 
 typedef struct rc_apichan_config {
@@ -219,6 +262,10 @@ typedef struct rc_apichan_config {
     long upstream_timeout_ms; /* non-stream exchanges; 0 = RC_APICHAN_UPSTREAM_MS_DEFAULT */
     long connect_timeout_ms;  /* 0 = RC_APICHAN_CONNECT_MS_DEFAULT */
     int audit_fd;             /* JSON audit lines go here; -1 = through rc_log */
+    /* Where to keep the heartbeat record (see "the heartbeat record" above), or NULL for none.
+     * Its directory must exist and be root-only; the file is replaced (tmp + rename, mode 0600)
+     * after every 200 answer to the work item's heartbeat that the channel relays. */
+    const char *heartbeat_record_path;
 } rc_apichan_config;
 
 typedef struct rc_apichan rc_apichan;

@@ -18,6 +18,9 @@
  *   R/sessions/<sid>/api/api.sock the broker's API channel (bind-mounted read-only)
  *   R/netns/<sid>                 the session's network namespace (nsfs bind mount)
  *   S/sessions/<sid>/work         environment id, work id, session token (0600, dir 0700)
+ *   S/sessions/<sid>/heartbeat    the last 200 heartbeat answer the API channel relayed
+ *                                 (last_heartbeat, TTL, time; 0600, no secret), for reconcile
+ *   S/sessions/<sid>/output.log   the container's output, kept when the session ends
  *   S/sessions/<sid>/api-audit.jsonl, egress-audit.jsonl   the broker's audit lines
  *   S/tls/<sid>/                  the session CA's certificate and merged bundle (never its key),
  *                                 bound read-only at /run/runcell-ca (launcher/tlstrust.h)
@@ -103,6 +106,7 @@ enum rc_launcher_path {
     RC_LP_NETNS,        /* R/netns/<sid> */
     RC_LP_SECRET_DIR,   /* S/sessions/<sid> */
     RC_LP_WORK,         /* S/sessions/<sid>/work */
+    RC_LP_HEARTBEAT,    /* S/sessions/<sid>/heartbeat (broker/apichan.h rc_apichan_hb_record) */
     RC_LP_API_AUDIT,    /* S/sessions/<sid>/api-audit.jsonl */
     RC_LP_EGRESS_AUDIT, /* S/sessions/<sid>/egress-audit.jsonl */
     RC_LP_SKILLS,       /* S/skills/<sid>: the session's skills, bound read-only */
@@ -148,13 +152,29 @@ int rc_launcher_work_read(const rc_launcher_config *c, const char *sid, char *re
 int rc_launcher_netns_create(const char *path, rc_error *err);
 int rc_launcher_netns_remove(const char *path, rc_error *err);
 
+/* Does the item's lease still belong to this host? One heartbeat with the session token that
+ * echoes expected (the last_heartbeat of the last 200 answer the session's API channel relayed,
+ * rc_apichan_hb_record). RC_LAUNCHER_LEASE_OURS on 200 (the lease was extended: stop the item
+ * right after), _LOST on 404, 409, 410 or 412 (re-queued or claimed by another worker: leave it
+ * alone), _REFUSED on 401 or 403 (the token died with its item); a negative code when no answer
+ * came (network, 5xx after retries). *ret_status gets the HTTP status when one arrived. */
+enum { RC_LAUNCHER_LEASE_OURS = 0, RC_LAUNCHER_LEASE_LOST = 1, RC_LAUNCHER_LEASE_REFUSED = 2 };
+int rc_launcher_lease_check(const rc_launcher_config *c, const char *env_id, const char *work_id,
+                            const char *token, const char *expected, long *ret_status,
+                            rc_error *err);
+
 /* Force-stop a work item with the session token (409 counts as success). */
 int rc_launcher_force_stop(const rc_launcher_config *c, const char *env_id, const char *work_id,
                            const char *token, rc_error *err);
 
+/* Keep the container's output: move S/bundles/<sid>/output.log to S/sessions/<sid>/output.log
+ * (before the bundle is removed). Nothing to keep is not an error; a failure is logged. */
+void rc_launcher_keep_output(const rc_launcher_config *c, const char *sid);
+
 /* Idempotent cleanup of everything a session leaves on the host: the runc container (killed and
  * deleted), the bundle (workspace kept unless purge), the netns mount, the API socket dir, the
- * run dir (lock file included) and the secret dir. Steps that fail are logged; the first error
+ * run dir (lock file included), the work file and the heartbeat record (the secret dir itself
+ * stays, with the audit logs and the kept output). Steps that fail are logged; the first error
  * is returned. keep_lock leaves the run dir and its lock file (a shim clearing leftovers of a
  * previous run before it starts). Call only while holding the session's lock (or knowing no shim
  * lives). */
@@ -216,8 +236,10 @@ int rc_launcher_shim_main(const rc_launcher_config *c, const char *snapshot_dige
 
 /* ---- reconcile.c ------------------------------------------------------------------------- */
 
-/* For one session with no live shim: force-stop its item with the kept token (when there is one)
- * and clean up. Returns 1 when something was cleaned, 0 when a live shim holds the session. */
+/* For one session with no live shim: force-stop its item with the kept token, but only when the
+ * lease can be shown to be still ours (docs/LAUNCHER.md "Reconcile": a heartbeat echoing the
+ * recorded last_heartbeat answers 200), keep the container's output, and clean up. Returns 1
+ * when something was cleaned, 0 when a live shim holds the session. */
 int rc_launcher_reconcile_session(const rc_launcher_config *c, const char *sid, rc_error *err);
 
 /* Called for each live shim found (pid from its state file). */

@@ -135,6 +135,7 @@ static int start_api_channel(shim *s, rc_error *err)
 {
     const rc_launcher_config *c = s->cfg;
     char dir[RC_LAUNCHER_PATH_MAX], sock[RC_LAUNCHER_PATH_MAX], audit[RC_LAUNCHER_PATH_MAX];
+    char hb[RC_LAUNCHER_PATH_MAX];
     _cleanup_close_ int audit_fd = -1;
     int r;
 
@@ -142,7 +143,8 @@ static int start_api_channel(shim *s, rc_error *err)
         (r = rc_launcher_path(c, s->info.session_id, RC_LP_API_SOCKET, sock, sizeof sock, err)) <
             0 ||
         (r = rc_launcher_path(c, s->info.session_id, RC_LP_API_AUDIT, audit, sizeof audit, err)) <
-            0)
+            0 ||
+        (r = rc_launcher_path(c, s->info.session_id, RC_LP_HEARTBEAT, hb, sizeof hb, err)) < 0)
         return r;
     if (mkdir(dir, 0711) < 0 && errno != EEXIST)
         return rc_error_sys(err, RC_EIO, "mkdir %s", dir);
@@ -163,6 +165,7 @@ static int start_api_channel(shim *s, rc_error *err)
         .credential = s->token,
         .credential_kind = RC_APICHAN_CRED_SESSIONS_TOKEN,
         .audit_fd = audit_fd, /* the channel writes to it; we keep it open until it is freed */
+        .heartbeat_record_path = hb, /* S/sessions/<sid>/heartbeat (0700 dir): for reconcile */
     };
     if ((r = rc_apichan_new(&ac, &s->chan, err)) < 0)
         return r;
@@ -499,19 +502,6 @@ static const char *force_stop(shim *s)
     return "stopped";
 }
 
-/* Keep the container's output (the bundle is about to go) beside the audit logs. */
-static void keep_output(shim *s)
-{
-    char from[RC_LAUNCHER_PATH_MAX], to[RC_LAUNCHER_PATH_MAX];
-    snprintf(from, sizeof from, "%s/%s", rc_bundle_dir(s->bundle), RC_RUNC_OUTPUT_LOG);
-    if (rc_launcher_path(s->cfg, s->info.session_id, RC_LP_SECRET_DIR, to, sizeof to, NULL) < 0)
-        return;
-    size_t n = strlen(to);
-    snprintf(to + n, sizeof to - n, "/%s", RC_RUNC_OUTPUT_LOG);
-    if (rename(from, to) < 0 && errno != ENOENT)
-        rc_log_warn("keeping the container output: %s", strerror(errno));
-}
-
 static void stop_broker(shim *s, rc_apichan_stats *ret_stats)
 {
     if (s->proxy_running) {
@@ -681,7 +671,7 @@ static void teardown(shim *s, const char *error)
     stop_broker(s, &st);
     export_artifacts(s, &art); /* before rc_bundle_remove unmounts the workspace */
     if (s->bundle) {
-        keep_output(s);
+        rc_launcher_keep_output(c, s->info.session_id); /* the bundle is about to go */
         if (rc_bundle_remove(s->bundle, c->purge_workspace, &e) < 0)
             rc_log_error("bundle removal: %s", e.msg);
         rc_bundle_free(s->bundle);

@@ -80,6 +80,9 @@ int rc_launcher_path(const rc_launcher_config *c, const char *sid, int which, ch
     case RC_LP_WORK:
         n = snprintf(buf, bufsz, "%s/sessions/%s/work", S, sid);
         break;
+    case RC_LP_HEARTBEAT:
+        n = snprintf(buf, bufsz, "%s/sessions/%s/heartbeat", S, sid);
+        break;
     case RC_LP_API_AUDIT:
         n = snprintf(buf, bufsz, "%s/sessions/%s/api-audit.jsonl", S, sid);
         break;
@@ -446,8 +449,8 @@ int rc_launcher_netns_remove(const char *path, rc_error *err)
 
 /* ---- force-stop ---------------------------------------------------------------------------- */
 
-int rc_launcher_force_stop(const rc_launcher_config *c, const char *env_id, const char *work_id,
-                           const char *token, rc_error *err)
+/* A client for the item's own calls, with the session token. */
+static int item_api_new(const rc_launcher_config *c, const char *token, rc_api **ret, rc_error *err)
 {
     rc_api_config ac = {.http = {.base_url = c->base_url,
                                  .ca_file = c->ca_file,
@@ -455,13 +458,53 @@ int rc_launcher_force_stop(const rc_launcher_config *c, const char *env_id, cons
                                  .timeout_ms = 10000,
                                  .max_attempts = 3},
                         .credential = token};
+    if (!token || !*token)
+        return rc_error_set(err, RC_EAUTH, "no session token for the work item");
+    return rc_api_new(&ac, ret, err);
+}
+
+int rc_launcher_lease_check(const rc_launcher_config *c, const char *env_id, const char *work_id,
+                            const char *token, const char *expected, long *ret_status,
+                            rc_error *err)
+{
+    rc_api_result res = RC_API_RESULT_INIT;
+    rc_api *api = NULL;
+    int r;
+
+    if ((r = item_api_new(c, token, &api, err)) < 0)
+        return r;
+    r = rc_api_work_heartbeat(api, env_id, work_id, expected, 0, 0, &res, err);
+    long status = res.status;
+    rc_api_result_free(&res);
+    rc_api_free(api);
+    if (status > 0 && ret_status)
+        *ret_status = status;
+    if (r == 0)
+        return RC_LAUNCHER_LEASE_OURS;
+    switch (status) {
+    case 404: /* the item is gone */
+    case 409:
+    case 410:
+    case 412: /* 5.4.3: the lease belongs to someone else now, or to the queue */
+        return RC_LAUNCHER_LEASE_LOST;
+    case 401: /* a token dies with its item */
+    case 403:
+        return RC_LAUNCHER_LEASE_REFUSED;
+    default:
+        return r;
+    }
+}
+
+int rc_launcher_force_stop(const rc_launcher_config *c, const char *env_id, const char *work_id,
+                           const char *token, rc_error *err)
+{
     rc_api_result res = RC_API_RESULT_INIT;
     rc_api *api = NULL;
     int r;
 
     if (!token || !*token)
         return rc_error_set(err, RC_EAUTH, "no session token to stop the item with");
-    if ((r = rc_api_new(&ac, &api, err)) < 0)
+    if ((r = item_api_new(c, token, &api, err)) < 0)
         return r;
     r = rc_api_work_stop(api, env_id, work_id, true, &res, err);
     if (r < 0 && res.status == 409) /* already stopped: success (5.5.4) */
@@ -523,6 +566,20 @@ static void rmdir_quiet(const char *path)
         rc_log_warn("cleanup: rmdir %s: %s", path, strerror(errno));
 }
 
+void rc_launcher_keep_output(const rc_launcher_config *c, const char *sid)
+{
+    char from[RC_LAUNCHER_PATH_MAX], to[RC_LAUNCHER_PATH_MAX];
+    if (rc_launcher_path(c, sid, RC_LP_SECRET_DIR, to, sizeof to, NULL) < 0)
+        return;
+    size_t n = strlen(to);
+    if ((size_t)snprintf(from, sizeof from, "%s/bundles/%s/%s", c->state_dir, sid,
+                         RC_RUNC_OUTPUT_LOG) >= sizeof from ||
+        (size_t)snprintf(to + n, sizeof to - n, "/%s", RC_RUNC_OUTPUT_LOG) >= sizeof to - n)
+        return;
+    if (rename(from, to) < 0 && errno != ENOENT)
+        rc_log_warn("keeping the container output: %s", strerror(errno));
+}
+
 int rc_launcher_session_cleanup(const rc_launcher_config *c, const char *sid, bool purge,
                                 bool keep_lock, rc_error *err)
 {
@@ -547,6 +604,11 @@ int rc_launcher_session_cleanup(const rc_launcher_config *c, const char *sid, bo
     unlink_quiet(p);
     rc_launcher_path(c, sid, RC_LP_WORK, p, sizeof p, NULL);
     unlink_quiet(p);
+    rc_launcher_path(c, sid, RC_LP_HEARTBEAT, p, sizeof p, NULL);
+    unlink_quiet(p);
+    char tmp[RC_LAUNCHER_PATH_MAX + 8]; /* the API channel's half-written record, if any */
+    snprintf(tmp, sizeof tmp, "%s.tmp", p);
+    unlink_quiet(tmp);
     if (keep_lock)
         return first;
     /* The lock file goes last, while its holder (the caller) still holds it. */

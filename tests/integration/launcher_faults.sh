@@ -2,7 +2,9 @@
 # tests/integration/launcher_faults.sh - the launcher when things go wrong, through the real
 # chain (launcher_lib.sh):
 #   - kill -9 of a shim in the middle of a session: the daemon notices (pidfd), force-stops the
-#     item with the token from the root-only work file, and leaves no container, mount or netns;
+#     item with the token from the root-only work file (its lease is still ours: a heartbeat
+#     echoing the recorded last_heartbeat passes), keeps output.log, and leaves no container,
+#     mount or netns;
 #   - `runcell stop SESSION_ID`: the shim stops the container, force-stops the item, cleans up;
 #   - `runcell status` / `runcell sessions` read the daemon's state;
 #   - kill -9 of the launcher itself: the running shim carries on; a new launcher adopts it;
@@ -29,6 +31,10 @@ wait_phase() {
     wait_for "$3" bash -c "jq -e --arg p '$2' '.phase == \$p' '$LT_RUN/sessions/$1/state.json' >/dev/null 2>&1"
 }
 shim_of() { jq -r .pid "$LT_RUN/sessions/$1/state.json" 2>/dev/null; }
+# The runner's first heartbeat went through the API channel (S/sessions/<sid>/heartbeat): from
+# then on a reconcile can prove the lease is ours and stops the item (launcher_reclaim.sh tests
+# the other cases).
+heartbeat_recorded() { wait_for 30 test -s "$LT_STATE/sessions/$1/heartbeat"; }
 item_of() { jq -r .work_id "$LT_RUN/sessions/$1/state.json" 2>/dev/null; }
 
 # ---- kill -9 of a shim ----
@@ -40,12 +46,14 @@ if wait_phase "$S1" running 30; then
     check status_active_1 status_active 1
     check work_file_root_only test "$(stat -c %a "$LT_STATE/sessions/$S1/work")" = 600
     check work_dir_root_only test "$(stat -c %a "$LT_STATE/sessions/$S1")" = 700
+    check shim_kill9.heartbeat_recorded heartbeat_recorded "$S1"
     kill -9 "$P1"
     if left=$(wait_clean 30); then t_ok shim_kill9.nothing_left; else t_fail shim_kill9.nothing_left "$left"; fi
     wait_item 10 "$W1" stopped
     check shim_kill9.item_stopped test "$(work_state "$ENV" "$W1")" = stopped
     check shim_kill9.logged grep -q "the shim ended without its teardown" "$LT_LOG"
     check shim_kill9.nothing_claimed test -z "$(claimed_items)"
+    check shim_kill9.output_kept test -s "$LT_STATE/sessions/$S1/output.log"
 else
     t_fail shim_kill9 "session never reached running: $(tail -n 5 "$LT_LOG")"
 fi
@@ -88,6 +96,7 @@ lt_session S9 bash-echo
 if wait_phase "$S9" running 30; then
     W9=$(item_of "$S9")
     P9=$(shim_of "$S9")
+    check both_kill9.heartbeat_recorded heartbeat_recorded "$S9"
     kill -9 "$LAUNCHER_REAL_PID"
     wait "$LAUNCHER_REAL_PID" 2>/dev/null
     LAUNCHER_REAL_PID=
@@ -99,6 +108,8 @@ if wait_phase "$S9" running 30; then
     wait_item 10 "$W9" stopped
     check both_kill9.item_stopped test "$(work_state "$ENV" "$W9")" = stopped
     check both_kill9.nothing_claimed test -z "$(claimed_items)"
+    check both_kill9.output_kept test -s "$LT_STATE/sessions/$S9/output.log"
+    check both_kill9.logged_stop grep -q "reconcile $S9: work item $W9 force-stopped" "$LT_LOG"
 else
     t_fail both_kill9 "session never reached running: $(tail -n 5 "$LT_LOG")"
 fi

@@ -1435,3 +1435,926 @@ TEST(config_validation)
     CHECK_INT(rc_apichan_new(&c, &ch, &err), -RC_EIO); /* URL fine, directory missing */
     CHECK(ch == NULL);
 }
+
+/* ---- the heartbeat record (reconcile after a crash, launcher/reconcile.c) ----------------- */
+
+TEST(hb_record_parse_format)
+{
+    rc_apichan_hb_record rec, back;
+    rc_error err = {0};
+    char buf[RC_APICHAN_HB_RECORD_MAX];
+    const char *ans =
+        "{\"type\":\"work_heartbeat\",\"last_heartbeat\":\"2026-05-01T12:00:31.123456Z\","
+        "\"lease_extended\":true,\"state\":\"active\",\"ttl_seconds\":300}";
+    REQUIRE(rc_apichan_hb_record_from_answer(ans, strlen(ans), 1790000000123LL, &rec, &err) == 0);
+    CHECK_STR(rec.last_heartbeat, "2026-05-01T12:00:31.123456Z");
+    CHECK_STR(rec.state, "active");
+    CHECK_INT(rec.ttl_seconds, 300);
+    CHECK(rec.at_ms == 1790000000123LL);
+    int n = rc_apichan_hb_record_format(&rec, buf, sizeof buf, &err);
+    REQUIRE(n > 0);
+    CHECK(buf[n - 1] == '\n');
+    REQUIRE(rc_apichan_hb_record_parse(buf, (size_t)n, &back, &err) == 0);
+    CHECK_STR(back.last_heartbeat, rec.last_heartbeat);
+    CHECK_STR(back.state, "active");
+    CHECK_INT(back.ttl_seconds, 300);
+    CHECK(back.at_ms == 1790000000123LL);
+    /* Expiry: only with a known TTL, and only past ttl + margin. */
+    CHECK(!rc_apichan_hb_record_expired(&rec, rec.at_ms + 300000 + 10000, 10000));
+    CHECK(rc_apichan_hb_record_expired(&rec, rec.at_ms + 300000 + 10001, 10000));
+    CHECK(!rc_apichan_hb_record_expired(&rec, rec.at_ms - 5000, 0)); /* clock went back */
+    back.ttl_seconds = 0;
+    CHECK(!rc_apichan_hb_record_expired(&back, back.at_ms + 86400000LL, 0));
+    /* An answer without ttl or state, and an empty last_heartbeat (none recorded). */
+    const char *bare = "{\"last_heartbeat\":\"\"}";
+    REQUIRE(rc_apichan_hb_record_from_answer(bare, strlen(bare), 5, &rec, &err) == 0);
+    CHECK_STR(rec.last_heartbeat, "");
+    CHECK_STR(rec.state, "");
+    CHECK_INT(rec.ttl_seconds, 0);
+    /* Odd values are dropped, not kept. */
+    const char *odd = "{\"last_heartbeat\":\"x\",\"state\":\"Ac tive\",\"ttl_seconds\":-3}";
+    REQUIRE(rc_apichan_hb_record_from_answer(odd, strlen(odd), 5, &rec, &err) == 0);
+    CHECK_STR(rec.state, "");
+    CHECK_INT(rec.ttl_seconds, 0);
+    /* Refused answers and records. */
+    static const char *const bad[] = {
+        "",
+        "null",
+        "[]",
+        "{}",
+        "{\"last_heartbeat\":null}",
+        "{\"last_heartbeat\":7}",
+        "{\"last_heartbeat\":\"a\\nb\"}",
+        "{\"last_heartbeat\":\"caf\\u00e9\"}",
+        "{\"type\":\"error\",\"last_heartbeat\":\"x\"}",
+        "{\"last_heartbeat\":\"x\",\"last_heartbeat\":\"y\"}",
+        "{\"last_heartbeat\":\"x\"",
+        NULL,
+    };
+    for (const char *const *b = bad; *b; b++)
+        if (rc_apichan_hb_record_from_answer(*b, strlen(*b), 1, &rec, &err) == 0)
+            rc_test_fail(__FILE__, __LINE__, "answer accepted: %s", *b);
+    char longv[RC_APICHAN_HB_VALUE_MAX + 64];
+    int ln = snprintf(longv, sizeof longv, "{\"last_heartbeat\":\"");
+    memset(longv + ln, 'a', RC_APICHAN_HB_VALUE_MAX + 1);
+    snprintf(longv + ln + RC_APICHAN_HB_VALUE_MAX + 1,
+             sizeof longv - (size_t)ln - RC_APICHAN_HB_VALUE_MAX - 1, "\"}");
+    CHECK(rc_apichan_hb_record_from_answer(longv, strlen(longv), 1, &rec, &err) < 0);
+    /* A record needs at_ms. */
+    CHECK(rc_apichan_hb_record_parse(bare, strlen(bare), &rec, &err) == -RC_EPARSE);
+    const char *neg = "{\"last_heartbeat\":\"x\",\"at_ms\":-1}";
+    CHECK(rc_apichan_hb_record_parse(neg, strlen(neg), &rec, &err) == -RC_EPARSE);
+    /* Write, read back, mode 0600; a missing file is -RC_ENOTFOUND. */
+    char dir[] = "/tmp/rc-hbrec-test.XXXXXX", path[64];
+    REQUIRE(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/heartbeat", dir);
+    CHECK_INT(rc_apichan_hb_record_read(path, &back, &err), -RC_ENOTFOUND);
+    rec = (rc_apichan_hb_record){
+        .last_heartbeat = "v1", .state = "active", .ttl_seconds = 15, .at_ms = 42};
+    CHECK_INT(rc_apichan_hb_record_write(path, &rec, &err), 0);
+    CHECK_INT(rc_apichan_hb_record_read(path, &back, &err), 0);
+    CHECK_STR(back.last_heartbeat, "v1");
+    CHECK(back.at_ms == 42);
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* The record is written just after the answer reaches the runner: wait for want. */
+static bool hb_record_wait(const char *path, const char *want, rc_apichan_hb_record *rec)
+{
+    for (int i = 0; i < 200; i++) {
+        rc_error err = {0};
+        if (rc_apichan_hb_record_read(path, rec, &err) == 0 &&
+            strcmp(rec->last_heartbeat, want) == 0)
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+TEST(server_keeps_heartbeat_record)
+{
+    char dir[] = "/tmp/rc-hbrec-srv.XXXXXX", path[64];
+    REQUIRE(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/heartbeat", dir);
+    rc_apichan_config over = {.allowed_uid = geteuid(), .heartbeat_record_path = path};
+    rig g;
+    if (!rig_start(&g, &over)) {
+        rig_stop(&g);
+        rmdir(dir);
+        SKIP("cannot start the channel");
+    }
+    const char *ok1 =
+        "{\"type\":\"work_heartbeat\",\"last_heartbeat\":\"2026-11-24T00:00:01.000001Z\","
+        "\"lease_extended\":true,\"state\":\"active\",\"ttl_seconds\":15}";
+    const char *ok2 =
+        "{\"type\":\"work_heartbeat\",\"last_heartbeat\":\"2026-11-24T00:00:09.000002Z\","
+        "\"lease_extended\":true,\"state\":\"active\",\"ttl_seconds\":15}";
+    fixture_http_push_simple(g.up, 200, "Content-Type: application/json\r\n", ok1);
+    fixture_http_push_simple(g.up, 200, "Content-Type: application/json\r\n", ok2);
+    fixture_http_push_simple(g.up, 412, "Content-Type: application/json\r\n",
+                             "{\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\","
+                             "\"message\":\"Heartbeat precondition failed\"}}");
+    fixture_http_push_simple(g.up, 200, "Content-Type: application/json\r\n",
+                             "{\"id\":\"" SESS "\",\"last_heartbeat\":\"not-a-heartbeat\"}");
+    static resp rs;
+    rc_apichan_hb_record rec;
+    rc_error err = {0};
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t t0 = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    CHECK_INT(rc_apichan_hb_record_read(path, &rec, &err), -RC_ENOTFOUND);
+    CHECK_INT(one_request(
+                  &g,
+                  REQ("POST", HB "?expected_last_heartbeat=NO_HEARTBEAT", "Content-Length: 0\r\n"),
+                  &rs),
+              200);
+    CHECK(hb_record_wait(path, "2026-11-24T00:00:01.000001Z", &rec));
+    CHECK_INT(rec.ttl_seconds, 15);
+    CHECK(rec.at_ms >= t0 && rec.at_ms < t0 + 60000);
+    CHECK_INT(one_request(&g,
+                          REQ("POST", HB "?expected_last_heartbeat=2026-11-24T00%3A00%3A01.000001Z",
+                              "Content-Length: 0\r\n"),
+                          &rs),
+              200);
+    CHECK(hb_record_wait(path, "2026-11-24T00:00:09.000002Z", &rec));
+    /* A 412 and a 200 on another route leave the record as it was. */
+    CHECK_INT(
+        one_request(&g, REQ("POST", HB "?expected_last_heartbeat=x", "Content-Length: 0\r\n"), &rs),
+        412);
+    CHECK_INT(one_request(&g, REQ("GET", S, ""), &rs), 200);
+    CHECK(rig_audit_has(&g, "\"route\":\"session_get\"")); /* its answer is done with */
+    CHECK_INT(rc_apichan_hb_record_read(path, &rec, &err), 0);
+    CHECK_STR(rec.last_heartbeat, "2026-11-24T00:00:09.000002Z");
+    /* Root-only, and never the credential. */
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    char raw[RC_APICHAN_HB_RECORD_MAX + 1] = "";
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t rn = fd >= 0 ? read(fd, raw, sizeof raw - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    CHECK(rn > 0 && strstr(raw, TOKEN) == NULL);
+    rig_stop(&g);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* ---- memory stores learnt from the session answer (issue 12) --------------------------------
+ * A sessions-token channel learns the session's memory stores from the 200 answer to
+ * GET /v1/sessions/{sid} it relays, and then forwards /v1/memory_stores/{store}/memories[/{mem}]
+ * for exactly those stores; an explicit list or RC_APICHAN_NO_MEMORY_LEARNING overrides that,
+ * and an environment-key channel learns nothing (docs/BROKER_API.md "Memory stores"). */
+
+#define MEMT_MEM(store)   "/v1/memory_stores/" store "/memories"
+#define MEMT_JSON         "Content-Type: application/json\r\n"
+#define MEMT_BETA         "anthropic-beta: agent-memory-2026-07-22\r\n"
+#define MEMT_NOT_ENABLED  "memory stores are not enabled on this channel"
+#define MEMT_NOT_LISTED   "memory store is not one of this session's stores"
+#define MEMT_SESSION_HEAD "{\"id\":\"" SESS "\",\"type\":\"session\",\"status\":\"idle\","
+/* A session answer attaching memstore_A1 (and a file resource, which teaches nothing). */
+#define MEMT_SESSION_A1                                                                            \
+    MEMT_SESSION_HEAD "\"resources\":[{\"type\":\"file\",\"file_id\":\"file_1\","                  \
+                      "\"mount_path\":\"/mnt/session/uploads/x\"},{\"type\":\"memory_store\","     \
+                      "\"memory_store_id\":\"memstore_A1\",\"access\":\"read_write\","             \
+                      "\"mount_path\":\"/mnt/memory/notes\"}]}"
+
+/* Requests sent to the current rig so far: each one's audit line is awaited before the next is
+ * sent, so "the audit line of request n" is well defined. */
+static size_t memt_sent;
+
+/* rig_start with the credential kind and the scope's memory settings chosen by the test. */
+static bool memt_rig_start(rig *g, unsigned features, const char *const *stores, int kind)
+{
+    memset(g, 0, sizeof *g);
+    memt_sent = 0;
+    g->audit_fd = -1;
+    snprintf(g->dir, sizeof g->dir, "/tmp/rc-apichan-mem.XXXXXX");
+    if (!mkdtemp(g->dir))
+        return false;
+    snprintf(g->sock, sizeof g->sock, "%s/api.sock", g->dir);
+    snprintf(g->audit, sizeof g->audit, "%s/audit", g->dir);
+    g->audit_fd = open(g->audit, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    g->up = fixture_http_start(NULL);
+    if (!g->up || g->audit_fd < 0)
+        return false;
+    rc_apichan_config cfg = {.socket_path = g->sock,
+                             .allowed_uid = geteuid(),
+                             .socket_gid = (gid_t)-1,
+                             .base_url = fixture_http_url(g->up),
+                             .scope = scope,
+                             .credential = TOKEN,
+                             .credential_kind = kind,
+                             .audit_fd = g->audit_fd};
+    cfg.scope.features = features;
+    cfg.scope.memory_store_ids = stores;
+    rc_error err = {0};
+    if (rc_apichan_new(&cfg, &g->ch, &err) < 0 || rc_apichan_start(g->ch, &err) < 0) {
+        printf("# rc_apichan: %s\n", err.msg);
+        return false;
+    }
+    return true;
+}
+
+/* The whole audit file (rig_audit stops at 64 KiB). Caller frees. */
+static char *memt_audit(const rig *g)
+{
+    int fd = open(g->audit, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return strdup("");
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    ssize_t n;
+    while (buf && (n = read(fd, buf + len, cap - len - 1)) > 0) {
+        len += (size_t)n;
+        if (cap - len < 4096) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    close(fd);
+    if (buf)
+        buf[len] = '\0';
+    return buf;
+}
+
+static size_t memt_count(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+#define MEMT_REQ_EVENT "\"event\":\"request\""
+
+/* Wait for the audit line of request number n (1-based) and copy it into out. */
+static bool memt_audit_line(const rig *g, size_t n, char *out, size_t outsz)
+{
+    for (int i = 0; i < 300; i++) {
+        _cleanup_free_ char *a = memt_audit(g);
+        if (a && memt_count(a, MEMT_REQ_EVENT) >= n) {
+            const char *p = a;
+            for (size_t k = 0; k < n; k++)
+                p = strstr(k ? p + 1 : p, MEMT_REQ_EVENT);
+            const char *s = p, *e = strchr(p, '\n');
+            while (s > a && s[-1] != '\n')
+                s--;
+            if (e) { /* else the line is still being written */
+                snprintf(out, outsz, "%.*s", (int)(e - s), s);
+                return true;
+            }
+        }
+        usleep(10000);
+    }
+    return false;
+}
+
+/* k requests were sent directly (not through memt_request): wait for their audit lines. */
+static void memt_note(const rig *g, size_t k)
+{
+    char line[16];
+    memt_sent += k;
+    if (!memt_audit_line(g, memt_sent, line, sizeof line))
+        rc_test_fail(__FILE__, __LINE__, "no audit line for request %zu", memt_sent);
+}
+
+/* One request on a fresh connection. Returns its status; *ret_forwarded says whether the upstream
+ * saw it, *ret_audit (when not NULL) receives its audit line. */
+static int memt_request(const rig *g, const char *raw, bool *ret_forwarded, char *ret_audit,
+                        size_t auditsz)
+{
+    static resp rs;
+    size_t before = fixture_http_count(g->up);
+    int st = one_request(g, raw, &rs);
+    char line[4096];
+    if (!memt_audit_line(g, ++memt_sent, line, sizeof line))
+        line[0] = '\0';
+    if (ret_audit)
+        snprintf(ret_audit, auditsz, "%s", line);
+    if (ret_forwarded)
+        *ret_forwarded = fixture_http_count(g->up) > before;
+    return st;
+}
+
+/* The request must be refused with 403 before reaching the upstream, for the given reason. */
+static void memt_refused_at(const rig *g, const char *raw, const char *reason, int line)
+{
+    bool fwd = true;
+    char audit[4096];
+    int st = memt_request(g, raw, &fwd, audit, sizeof audit);
+    char want[256];
+    snprintf(want, sizeof want, "\"reason\":\"%s\"", reason ? reason : "");
+    const char *l = strchr(raw, '\r');
+    int rl = l ? (int)(l - raw) : (int)strlen(raw);
+    if (st != 403 || fwd)
+        rc_test_fail(__FILE__, line, "%.*s: status %d, forwarded %d (want 403, not forwarded)", rl,
+                     raw, st, fwd);
+    else if (reason && !strstr(audit, want))
+        rc_test_fail(__FILE__, line, "%.*s: audit line %s lacks %s", rl, raw, audit, want);
+    else if (!strstr(audit, "\"decision\":\"deny\""))
+        rc_test_fail(__FILE__, line, "%.*s: audit line %s is no deny", rl, raw, audit);
+}
+#define MEMT_REFUSED(g, raw, reason) memt_refused_at((g), (raw), (reason), __LINE__)
+
+/* The request must reach the upstream (which answers with the pushed answer), audited with its
+ * route name. */
+static void memt_allowed_at(const rig *g, const char *raw, int status, const char *route, int line)
+{
+    bool fwd = false;
+    char audit[4096];
+    fixture_http_push_simple(g->up, status, MEMT_JSON, status == 204 ? NULL : "{\"ok\":true}");
+    int st = memt_request(g, raw, &fwd, audit, sizeof audit);
+    char want[128];
+    snprintf(want, sizeof want, "\"route\":\"%s\"", route);
+    const char *l = strchr(raw, '\r');
+    int rl = l ? (int)(l - raw) : (int)strlen(raw);
+    if (st != status || !fwd)
+        rc_test_fail(__FILE__, line, "%.*s: status %d, forwarded %d (want %d, forwarded)", rl, raw,
+                     st, fwd, status);
+    else if (!strstr(audit, want) || !strstr(audit, "\"decision\":\"allow\""))
+        rc_test_fail(__FILE__, line, "%.*s: audit line %s lacks %s", rl, raw, audit, want);
+}
+#define MEMT_ALLOWED(g, raw, status, route) memt_allowed_at((g), (raw), (status), (route), __LINE__)
+
+/* Relay a session answer (status 200 unless given) through GET /v1/sessions/{sid}; the runner
+ * must get it byte for byte. */
+static void memt_session_at(const rig *g, int status, const char *body, int line)
+{
+    static resp rs;
+    fixture_http_push_simple(g->up, status, MEMT_JSON, body);
+    int st = one_request(
+        g, REQ("GET", S "?beta=true", "anthropic-beta: managed-agents-2026-04-01\r\n"), &rs);
+    memt_note(g, 1);
+    if (st != status)
+        rc_test_fail(__FILE__, line, "session answer: status %d, want %d", st, status);
+    else if (strlen(body) < sizeof rs.body &&
+             (rs.body_len != strlen(body) || memcmp(rs.body, body, rs.body_len) != 0))
+        rc_test_fail(__FILE__, line, "session answer not relayed intact (%zu bytes)", rs.body_len);
+}
+#define MEMT_SESSION(g, body)            memt_session_at((g), 200, (body), __LINE__)
+#define MEMT_SESSION_STATUS(g, st, body) memt_session_at((g), (st), (body), __LINE__)
+
+/* Shorthand: is GET .../memories of store forwarded (the upstream answers 200)? */
+#define MEMT_LIST_OK(g, store)                                                                     \
+    MEMT_ALLOWED((g), REQ("GET", MEMT_MEM(store), ""), 200, "memory_list")
+
+TEST(memory_learnt_from_the_session_answer)
+{
+    rig g;
+    if (!memt_rig_start(&g, 0, NULL, RC_APICHAN_CRED_SESSIONS_TOKEN)) {
+        rig_stop(&g);
+        SKIP("cannot start the channel");
+    }
+    /* Before any session answer: every memory path is refused, and nothing goes upstream. */
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1"), MEMT_BETA), MEMT_NOT_ENABLED);
+    MEMT_REFUSED(&g, REQ("POST", MEMT_MEM("memstore_A1"), "Content-Length: 2\r\n") "{}",
+                 MEMT_NOT_ENABLED);
+    MEMT_REFUSED(&g, REQ("DELETE", MEMT_MEM("memstore_A1") "/mem_1", ""), MEMT_NOT_ENABLED);
+    /* A non-200 session answer that names a store teaches nothing. */
+    MEMT_SESSION_STATUS(&g, 404, MEMT_SESSION_A1);
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1"), ""), MEMT_NOT_ENABLED);
+    MEMT_SESSION_STATUS(&g, 500, MEMT_SESSION_A1);
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1"), ""), MEMT_NOT_ENABLED);
+    CHECK_INT(fixture_http_count(g.up), 2);
+
+    /* The session answer: memstore_A1 is learnt before the runner holds the answer, so the next
+     * request (another connection, at once) is allowed. */
+    MEMT_SESSION(&g, MEMT_SESSION_A1);
+    size_t base = fixture_http_count(g.up);
+    MEMT_ALLOWED(&g,
+                 REQ("GET", MEMT_MEM("memstore_A1") "?view=full&limit=20&path_prefix=%2Fnotes%2F",
+                     MEMT_BETA "anthropic-version: 2023-06-01\r\n"
+                               "Authorization: Bearer runcell-broker-placeholder\r\n"),
+                 200, "memory_list");
+    MEMT_ALLOWED(&g, REQ("GET", MEMT_MEM("memstore_A1") "?view=basic&page=cGFnZTI", MEMT_BETA), 200,
+                 "memory_list");
+    MEMT_ALLOWED(&g,
+                 REQ("POST", MEMT_MEM("memstore_A1"),
+                     MEMT_BETA MEMT_JSON
+                     "Content-Length: 40\r\n") "{\"path\":\"/a.md\",\"content\":\"hello there\"}",
+                 200, "memory_create");
+    MEMT_ALLOWED(&g, REQ("GET", MEMT_MEM("memstore_A1") "/mem_01x?view=full", MEMT_BETA), 200,
+                 "memory_get");
+    MEMT_ALLOWED(&g,
+                 REQ("POST", MEMT_MEM("memstore_A1") "/mem_01x",
+                     MEMT_BETA MEMT_JSON "Content-Length: 17\r\n") "{\"content\":\"bye\"}",
+                 200, "memory_update");
+    MEMT_ALLOWED(
+        &g,
+        REQ("DELETE", MEMT_MEM("memstore_A1") "/mem_01x?expected_content_sha256=ab12cd", MEMT_BETA),
+        204, "memory_delete");
+    /* What the upstream saw: the real token, the memory beta header, the body, the query. */
+    REQUIRE(fixture_http_count(g.up) == base + 6);
+    char v[256];
+    const fixture_http_request *u = fixture_http_get(g.up, base);
+    CHECK_STR(u->method, "GET");
+    CHECK_STR(u->target, MEMT_MEM("memstore_A1") "?view=full&limit=20&path_prefix=%2Fnotes%2F");
+    CHECK_STR(fixture_http_header(u, "authorization", v, sizeof v), "Bearer " TOKEN);
+    CHECK_INT(fixture_http_header_count(u, "authorization"), 1);
+    CHECK_STR(fixture_http_header(u, "anthropic-beta", v, sizeof v), "agent-memory-2026-07-22");
+    CHECK_STR(fixture_http_header(u, "anthropic-version", v, sizeof v), "2023-06-01");
+    u = fixture_http_get(g.up, base + 2);
+    CHECK_STR(u->method, "POST");
+    CHECK_MEM(u->body, u->body_len, "{\"path\":\"/a.md\",\"content\":\"hello there\"}", 40);
+    CHECK_STR(fixture_http_header(u, "content-type", v, sizeof v), "application/json");
+    CHECK_STR(fixture_http_header(u, "anthropic-beta", v, sizeof v), "agent-memory-2026-07-22");
+    u = fixture_http_get(g.up, base + 4);
+    CHECK_STR(u->target, MEMT_MEM("memstore_A1") "/mem_01x");
+    CHECK_MEM(u->body, u->body_len, "{\"content\":\"bye\"}", 17);
+    u = fixture_http_get(g.up, base + 5);
+    CHECK_STR(u->method, "DELETE");
+    CHECK_STR(u->target, MEMT_MEM("memstore_A1") "/mem_01x?expected_content_sha256=ab12cd");
+    CHECK_INT(u->body_len, 0);
+
+    /* Other stores, lookalikes and prefixes: refused, named as not this session's store. */
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_B2"), MEMT_BETA), MEMT_NOT_LISTED);
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A"), ""), MEMT_NOT_LISTED);   /* prefix */
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_"), ""), MEMT_NOT_LISTED);    /* prefix */
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1x"), ""), MEMT_NOT_LISTED); /* longer */
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A10"), ""), MEMT_NOT_LISTED);
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_a1"), ""), MEMT_NOT_LISTED); /* case */
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("MEMSTORE_A1"), ""), MEMT_NOT_LISTED);
+    MEMT_REFUSED(&g, REQ("POST", MEMT_MEM("memstore_B2"), "Content-Length: 2\r\n") "{}",
+                 MEMT_NOT_LISTED);
+    MEMT_REFUSED(&g, REQ("DELETE", MEMT_MEM("memstore_B2") "/mem_01x", ""), MEMT_NOT_LISTED);
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM(SESS), ""), MEMT_NOT_LISTED); /* the session's own id */
+    /* Encoded and traversal variants that would reach another store once decoded. */
+    MEMT_REFUSED(&g, REQ("GET", "/v1/memory_stores/memstore_A1%2F..%2Fmemstore_B2/memories", ""),
+                 "percent-encoding is not allowed in the path");
+    MEMT_REFUSED(&g, REQ("GET", "/v1/memory_stores/memstore_A1%2fmemories", ""),
+                 "percent-encoding is not allowed in the path");
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1") "/%2e%2e%2f%2e%2e%2fmemstore_B2", ""),
+                 "percent-encoding is not allowed in the path");
+    MEMT_REFUSED(&g, REQ("GET", "/v1/memory_stores/%6demstore_A1/memories", ""),
+                 "percent-encoding is not allowed in the path");
+    MEMT_REFUSED(&g, REQ("GET", "/v1/memory_stores/memstore_A1/../memstore_B2/memories", ""),
+                 "dot segment in the path");
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1") "/../../memstore_B2/memories", ""),
+                 "dot segment in the path");
+    MEMT_REFUSED(&g, REQ("GET", "/v1/memory_stores/memstore_B2/../memstore_A1/memories", ""),
+                 "dot segment in the path");
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1") "/./mem_1", ""), "dot segment in the path");
+    MEMT_REFUSED(&g, REQ("GET", "/v1/memory_stores//memstore_A1/memories", ""),
+                 "empty path segment ('//' or a trailing '/')");
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1") "/", ""),
+                 "empty path segment ('//' or a trailing '/')");
+    MEMT_REFUSED(&g, REQ("GET", "/v1/memory_stores/memstore_A1\\..\\memstore_B2/memories", ""),
+                 "backslash in the path");
+    /* Shapes the runner never needs, on the right store. */
+    MEMT_REFUSED(&g, REQ("DELETE", MEMT_MEM("memstore_A1"), ""),
+                 "method and path are not allowed through the API channel");
+    MEMT_REFUSED(&g, REQ("GET", "/v1/memory_stores/memstore_A1", ""),
+                 "path is not allowed through the API channel");
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1") "/mem_1/versions", ""),
+                 "path is not allowed through the API channel");
+    MEMT_REFUSED(&g, REQ("GET", "/v1/memory_stores/memstore_A1/memory_versions", ""),
+                 "path is not allowed through the API channel");
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1") "?view=everything", ""),
+                 "query parameter value is not allowed");
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1") "?store=memstore_B2", ""),
+                 "query parameter is not allowed on this path");
+    /* PUT/PATCH never reach the matcher: 501 and not forwarded. */
+    bool fwd = true;
+    CHECK_INT(memt_request(&g, REQ("PATCH", MEMT_MEM("memstore_A1") "/mem_1", ""), &fwd, NULL, 0),
+              501);
+    CHECK(!fwd);
+    /* The allowed store still works after all that. */
+    MEMT_LIST_OK(&g, "memstore_A1");
+    rc_apichan_stats st;
+    rc_apichan_get_stats(g.ch, &st);
+    CHECK(st.forbidden >= 30);
+    _cleanup_free_ char *audit = memt_audit(&g);
+    CHECK(audit && strstr(audit, TOKEN) == NULL);
+    rig_stop(&g);
+}
+
+/* The stores are learnt before the answer's last byte (or chunked terminator) reaches the runner:
+ * a memory request sent on another connection the moment the answer is read is never early. */
+TEST(memory_learnt_before_the_answer_ends)
+{
+    rig g;
+    if (!memt_rig_start(&g, 0, NULL, RC_APICHAN_CRED_SESSIONS_TOKEN)) {
+        rig_stop(&g);
+        SKIP("cannot start the channel");
+    }
+    static const char *const chunks[] = {MEMT_SESSION_A1, NULL};
+    static resp rs;
+    int early = 0;
+    for (int i = 0; i < 20; i++) {
+        if (i % 2)
+            fixture_http_push(g.up, &(fixture_http_response){
+                                        .status = 200, .headers = MEMT_JSON, .chunks = chunks});
+        else
+            fixture_http_push_simple(g.up, 200, MEMT_JSON, MEMT_SESSION_A1);
+        fixture_http_push_simple(g.up, 200, MEMT_JSON, "{\"data\":[]}");
+        int fd1 = client_connect(g.sock), fd2 = client_connect(g.sock);
+        REQUIRE(fd1 >= 0 && fd2 >= 0);
+        reader *r1 = reader_new(fd1), *r2 = reader_new(fd2);
+        REQUIRE(r1 && r2);
+        CHECK(client_send(fd1, REQ("GET", S, "")));
+        CHECK(read_response(r1, &rs) && rs.status == 200);
+        CHECK(client_send(fd2, REQ("GET", MEMT_MEM("memstore_A1"), MEMT_BETA)));
+        if (!read_response(r2, &rs) || rs.status != 200)
+            early++;
+        free(r1);
+        free(r2);
+        close(fd1);
+        close(fd2);
+        memt_note(&g, 2);
+        /* Forget the stores again for the next round (an answer without memory). */
+        MEMT_SESSION(&g, MEMT_SESSION_HEAD "\"resources\":[]}");
+    }
+    CHECK_INT(early, 0);
+    rig_stop(&g);
+}
+
+TEST(memory_learning_follows_the_latest_session_answer)
+{
+    rig g;
+    if (!memt_rig_start(&g, 0, NULL, RC_APICHAN_CRED_SESSIONS_TOKEN)) {
+        rig_stop(&g);
+        SKIP("cannot start the channel");
+    }
+    /* Two stores, from a chunked answer (learnt before its terminator reaches the runner). */
+    static const char *const chunks[] = {
+        MEMT_SESSION_HEAD "\"resources\":[{\"type\":\"memory_store\",\"memory_store_id\":",
+        "\"memstore_A1\"},{\"type\":\"memory_store\",\"memory_store_id\":\"memstore_B2\","
+        "\"access\":\"read_only\"}]}",
+        NULL};
+    fixture_http_push(
+        g.up, &(fixture_http_response){.status = 200, .headers = MEMT_JSON, .chunks = chunks});
+    static resp rs;
+    CHECK_INT(one_request(&g, REQ("GET", S, ""), &rs), 200);
+    memt_note(&g, 1);
+    CHECK(rs.chunked);
+    MEMT_LIST_OK(&g, "memstore_A1");
+    MEMT_LIST_OK(&g, "memstore_B2");
+    /* On the same keep-alive connection: session, then memory at once. */
+    fixture_http_push_simple(g.up, 200, MEMT_JSON, MEMT_SESSION_A1);
+    fixture_http_push_simple(g.up, 200, MEMT_JSON, "{\"data\":[]}");
+    int fd = client_connect(g.sock);
+    REQUIRE(fd >= 0);
+    reader *r = reader_new(fd);
+    REQUIRE(r);
+    CHECK(client_send(fd, REQ("GET", S, "") REQ("GET", MEMT_MEM("memstore_A1"), MEMT_BETA)
+                              REQ("GET", MEMT_MEM("memstore_B2"), MEMT_BETA)));
+    CHECK(read_response(r, &rs) && rs.status == 200);
+    CHECK(read_response(r, &rs) && rs.status == 200);
+    CHECK_STR(rs.body, "{\"data\":[]}");
+    /* The latest answer replaced the list: memstore_B2 is gone. */
+    CHECK(read_response(r, &rs) && rs.status == 403);
+    free(r);
+    close(fd);
+    memt_note(&g, 3);
+    /* An answer for another session, or an unreadable one, changes nothing. */
+    MEMT_SESSION(&g, "{\"id\":\"sesn_OTHER\",\"type\":\"session\",\"resources\":[{\"type\":"
+                     "\"memory_store\",\"memory_store_id\":\"memstore_B2\"}]}");
+    MEMT_SESSION(&g, "{\"type\":\"session\",\"resources\":[{\"type\":\"memory_store\","
+                     "\"memory_store_id\":\"memstore_B2\"}]}");
+    MEMT_SESSION(&g, "{\"id\":\"" SESS "\",\"resources\":[{\"type\":\"memory_store\","
+                     "\"memory_store_id\":\"memstore_B2\"}");
+    MEMT_SESSION(&g, "not json at all");
+    MEMT_SESSION(&g, "");
+    MEMT_LIST_OK(&g, "memstore_A1");
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_B2"), ""), MEMT_NOT_LISTED);
+    /* A session with no memory store left: nothing is allowed any more. */
+    MEMT_SESSION(&g, MEMT_SESSION_HEAD "\"resources\":[]}");
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1"), ""), MEMT_NOT_LISTED);
+    MEMT_SESSION(&g, MEMT_SESSION_A1);
+    MEMT_LIST_OK(&g, "memstore_A1");
+    rig_stop(&g);
+}
+
+/* Every hostile entry is skipped; the one good entry of the same answer is learnt. */
+#define MEMT_HOSTILE_ENTRIES                                                                       \
+    "{\"type\":\"memory_store\",\"memory_store_id\":123},"                                         \
+    "{\"type\":\"memory_store\",\"memory_store_id\":1.5e3},"                                       \
+    "{\"type\":\"memory_store\",\"memory_store_id\":null},"                                        \
+    "{\"type\":\"memory_store\",\"memory_store_id\":true},"                                        \
+    "{\"type\":\"memory_store\",\"memory_store_id\":[\"memstore_C3\"]},"                           \
+    "{\"type\":\"memory_store\",\"memory_store_id\":{\"id\":\"memstore_C3\"}},"                    \
+    "{\"type\":\"memory_store\"},"                                                                 \
+    "{\"type\":\"memory_store\",\"memory_store_id\":\"\"},"                                        \
+    "{\"type\":\"memory_store\",\"memory_store_id\":\"memstore_C3/memories\"},"                    \
+    "{\"type\":\"memory_store\",\"memory_store_id\":\"memstore_C3/../memstore_D4\"},"              \
+    "{\"type\":\"memory_store\",\"memory_store_id\":\"..\"},"                                      \
+    "{\"type\":\"memory_store\",\"memory_store_id\":\".\"},"                                       \
+    "{\"type\":\"memory_store\",\"memory_store_id\":\"memstore_C3%2Fx\"},"                         \
+    "{\"type\":\"memory_store\",\"memory_store_id\":\"memstore C3\"},"                             \
+    "{\"type\":\"memory_store\",\"memory_store_id\":\"memstore_C3\\n\"},"                          \
+    "{\"type\":\"memory_store\",\"memory_store_id\":\"memstore_C3?view=full\"},"                   \
+    "{\"type\":\"memory_store\",\"memory_store_id\":\"memstore_\\u00e9\"},"                        \
+    "{\"type\":\"memory_store\",\"memory_store_id\":\"memstore_C3.x\"},"                           \
+    "{\"type\":\"Memory_Store\",\"memory_store_id\":\"memstore_E5\"},"                             \
+    "{\"type\":\"memory_store \",\"memory_store_id\":\"memstore_E5\"},"                            \
+    "{\"type\":7,\"memory_store_id\":\"memstore_E5\"},"                                            \
+    "{\"memory_store_id\":\"memstore_E5\"},"                                                       \
+    "{\"type\":\"file\",\"memory_store_id\":\"memstore_E5\"},"                                     \
+    "{\"type\":[\"memory_store\"],\"memory_store_id\":\"memstore_E5\"},"                           \
+    "\"memstore_E5\",17,null,true,[],[{\"type\":\"memory_store\",\"memory_store_id\":"             \
+    "\"memstore_E5\"}],"                                                                           \
+    "{\"resources\":[{\"type\":\"memory_store\",\"memory_store_id\":\"memstore_E5\"}]},"
+
+TEST(memory_learning_survives_hostile_session_answers)
+{
+    rig g;
+    if (!memt_rig_start(&g, 0, NULL, RC_APICHAN_CRED_SESSIONS_TOKEN)) {
+        rig_stop(&g);
+        SKIP("cannot start the channel");
+    }
+    /* resources of the wrong type: a readable session answer without a resources array teaches
+     * nothing (memory stays off). */
+    MEMT_SESSION(&g, MEMT_SESSION_HEAD "\"resources\":{\"type\":\"memory_store\","
+                                       "\"memory_store_id\":\"memstore_A1\"}}");
+    MEMT_SESSION(&g, MEMT_SESSION_HEAD "\"resources\":\"memstore_A1\"}");
+    MEMT_SESSION(&g, MEMT_SESSION_HEAD "\"resources\":null}");
+    MEMT_SESSION(&g, MEMT_SESSION_HEAD "\"resources\":7}");
+    MEMT_SESSION(&g, MEMT_SESSION_HEAD "\"memory_store_id\":\"memstore_A1\"}");
+    MEMT_SESSION(&g, "[" MEMT_SESSION_A1 "]");
+    MEMT_SESSION(&g, "\"memstore_A1\"");
+    MEMT_SESSION(&g, "{\"id\":7,\"resources\":[{\"type\":\"memory_store\","
+                     "\"memory_store_id\":\"memstore_A1\"}]}");
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1"), ""), MEMT_NOT_ENABLED);
+
+    /* Hostile entries next to one good one: only the good one is learnt. */
+    MEMT_SESSION(&g, MEMT_SESSION_HEAD "\"resources\":[" MEMT_HOSTILE_ENTRIES
+                                       "{\"type\":\"memory_store\","
+                                       "\"memory_store_id\":\"memstore_OK9\"}]}");
+    MEMT_LIST_OK(&g, "memstore_OK9");
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_C3"), ""), MEMT_NOT_LISTED);
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_D4"), ""), MEMT_NOT_LISTED);
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_E5"), ""), MEMT_NOT_LISTED);
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("123"), ""), MEMT_NOT_LISTED);
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("1500"), ""), MEMT_NOT_LISTED);
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("null"), ""), MEMT_NOT_LISTED);
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("true"), ""), MEMT_NOT_LISTED);
+    MEMT_REFUSED(&g, REQ("GET", "/v1/memory_stores/memstore_C3/memories/memories", ""),
+                 MEMT_NOT_LISTED);
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_C3.x"), ""), MEMT_NOT_LISTED); /* not an id */
+    /* An id at the cap is learnt; one past it is not. */
+    char okid[RC_APICHAN_ID_MAX + 1], longid[RC_APICHAN_ID_MAX + 2];
+    memset(okid, 'k', sizeof okid - 1);
+    okid[sizeof okid - 1] = '\0';
+    memset(longid, 'l', sizeof longid - 1);
+    longid[sizeof longid - 1] = '\0';
+    char body[1024], req[1024];
+    snprintf(body, sizeof body,
+             MEMT_SESSION_HEAD "\"resources\":[{\"type\":\"memory_store\",\"memory_store_id\":"
+                               "\"%s\"},{\"type\":\"memory_store\",\"memory_store_id\":\"%s\"}]}",
+             okid, longid);
+    MEMT_SESSION(&g, body);
+    snprintf(req, sizeof req, REQ("GET", "/v1/memory_stores/%s/memories", ""), okid);
+    MEMT_ALLOWED(&g, req, 200, "memory_list");
+    snprintf(req, sizeof req, REQ("GET", "/v1/memory_stores/%s/memories", ""), longid);
+    MEMT_REFUSED(&g, req, NULL); /* refused (too long to be any id): the reason is the matcher's */
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_OK9"), ""), MEMT_NOT_LISTED); /* replaced */
+
+    /* Unreadable answers change nothing: "\u0000" in an id, duplicate keys, nesting past the
+     * parser's depth, trailing garbage. */
+    MEMT_SESSION(&g, MEMT_SESSION_A1);
+    MEMT_SESSION(&g, MEMT_SESSION_HEAD "\"resources\":[{\"type\":\"memory_store\","
+                                       "\"memory_store_id\":\"memstore_B2\\u0000x\"}]}");
+    MEMT_SESSION(&g, MEMT_SESSION_HEAD "\"resources\":[{\"type\":\"memory_store\","
+                                       "\"memory_store_id\":\"memstore_A1\","
+                                       "\"memory_store_id\":\"memstore_B2\"}]}");
+    MEMT_SESSION(&g, "{\"id\":\"" SESS "\",\"id\":\"" SESS "\",\"resources\":[]}");
+    char deep[4096];
+    int n = snprintf(deep, sizeof deep, MEMT_SESSION_HEAD "\"resources\":[");
+    for (int i = 0; i < 200; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < 200; i++)
+        deep[n++] = ']';
+    snprintf(deep + n, sizeof deep - (size_t)n, "]}");
+    MEMT_SESSION(&g, deep);
+    MEMT_SESSION(&g, MEMT_SESSION_HEAD "\"resources\":[]} {\"resources\":[]}");
+    MEMT_LIST_OK(&g, "memstore_A1");
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_B2"), ""), MEMT_NOT_LISTED);
+    rig_stop(&g);
+}
+
+/* Send raw on a fresh connection and read the answer without keeping it: status and body size. */
+static int memt_drain(const rig *g, const char *raw, size_t *ret_body)
+{
+    int fd = client_connect(g->sock);
+    if (fd < 0)
+        return 0;
+    client_send(fd, raw);
+    static char buf[1 << 16];
+    size_t have = 0, body = 0, head = 0, cl = SIZE_MAX;
+    int status = 0;
+    ssize_t k;
+    while ((k = recv(fd, buf + have, sizeof buf - 1 - have, 0)) > 0) {
+        if (head == 0) {
+            have += (size_t)k;
+            buf[have] = '\0';
+            char *e = strstr(buf, "\r\n\r\n");
+            if (!e) {
+                if (have >= sizeof buf - 1)
+                    break;
+                continue;
+            }
+            head = (size_t)(e - buf) + 4;
+            status = (int)strtol(buf + 9, NULL, 10);
+            char *clh = strcasestr(buf, "\r\ncontent-length:");
+            if (clh && clh < e)
+                cl = strtoull(clh + 17, NULL, 10);
+            body = have - head;
+            have = 0;
+        } else {
+            body += (size_t)k;
+        }
+        if (cl != SIZE_MAX && body >= cl)
+            break;
+    }
+    close(fd);
+    memt_note(g, 1);
+    *ret_body = body;
+    return status;
+}
+
+TEST(memory_learning_huge_session_answers)
+{
+    rig g;
+    if (!memt_rig_start(&g, 0, NULL, RC_APICHAN_CRED_SESSIONS_TOKEN)) {
+        rig_stop(&g);
+        SKIP("cannot start the channel");
+    }
+    MEMT_SESSION(&g, MEMT_SESSION_A1);
+    /* Over the 4 MiB the channel reads: relayed whole, learnt nothing (the list stays). */
+    const char *entry = "{\"type\":\"memory_store\",\"memory_store_id\":\"memstore_B2\"},";
+    size_t el = strlen(entry), count = (5u << 20) / el;
+    size_t cap = count * el + 256;
+    _cleanup_free_ char *big = malloc(cap);
+    REQUIRE(big);
+    size_t n = (size_t)snprintf(big, cap, MEMT_SESSION_HEAD "\"resources\":[");
+    for (size_t i = 0; i < count; i++, n += el)
+        memcpy(big + n, entry, el);
+    n--; /* the last ',' */
+    n += (size_t)snprintf(big + n, cap - n, "]}");
+    fixture_http_push(g.up, &(fixture_http_response){
+                                .status = 200, .headers = MEMT_JSON, .body = big, .body_len = n});
+    size_t got = 0;
+    CHECK_INT(memt_drain(&g, REQ("GET", S, ""), &got), 200);
+    CHECK_INT(got, n);
+    MEMT_LIST_OK(&g, "memstore_A1");
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_B2"), ""), MEMT_NOT_LISTED);
+    /* The same, chunked (no length known up front). */
+    static const char *chunked[3];
+    big[n] = '\0';
+    size_t half = n / 2;
+    char saved = big[half];
+    _cleanup_free_ char *second = strdup(big + half);
+    REQUIRE(second);
+    big[half] = '\0';
+    chunked[0] = big;
+    chunked[1] = second;
+    chunked[2] = NULL;
+    fixture_http_push(
+        g.up, &(fixture_http_response){.status = 200, .headers = MEMT_JSON, .chunks = chunked});
+    int fd = client_connect(g.sock);
+    REQUIRE(fd >= 0);
+    client_send(fd, REQ("GET", S, ""));
+    /* Read to the terminating chunk. */
+    static char tail[1 << 16];
+    size_t tl = 0;
+    ssize_t k;
+    bool done = false;
+    while (!done && (k = recv(fd, tail + tl, sizeof tail - 1 - tl, 0)) > 0) {
+        tl += (size_t)k;
+        tail[tl] = '\0';
+        done = tl >= 7 && strstr(tail + (tl > 64 ? tl - 64 : 0), "\r\n0\r\n\r\n") != NULL;
+        if (tl > sizeof tail / 2) {
+            memmove(tail, tail + tl - 64, 64);
+            tl = 64;
+        }
+    }
+    close(fd);
+    memt_note(&g, 1);
+    CHECK(done);
+    big[half] = saved;
+    MEMT_LIST_OK(&g, "memstore_A1");
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_B2"), ""), MEMT_NOT_LISTED);
+    /* A big array of junk under the cap (hundreds of thousands of elements): readable, learns
+     * nothing, the channel stays up. */
+    size_t junk = 600000;
+    n = (size_t)snprintf(big, cap, MEMT_SESSION_HEAD "\"resources\":[");
+    for (size_t i = 0; i < junk; i++) {
+        big[n++] = '0';
+        big[n++] = ',';
+    }
+    n += (size_t)snprintf(big + n, cap - n,
+                          "{\"type\":\"memory_store\",\"memory_store_id\":\"memstore_C3\"}]}");
+    fixture_http_push(g.up, &(fixture_http_response){
+                                .status = 200, .headers = MEMT_JSON, .body = big, .body_len = n});
+    int64_t t0 = mono_ms();
+    CHECK_INT(memt_drain(&g, REQ("GET", S, ""), &got), 200);
+    CHECK_INT(got, n);
+    printf("# %zu-element resources relayed and read in %lld ms\n", junk + 1,
+           (long long)(mono_ms() - t0));
+    MEMT_LIST_OK(&g, "memstore_C3");
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1"), ""), MEMT_NOT_LISTED);
+    rig_stop(&g);
+}
+
+TEST(memory_explicit_list_and_no_learning_flag)
+{
+    static const char *const stores[] = {"memstore_X7", NULL};
+    rig g;
+    /* An explicit list: those stores from the start, and the session answer changes nothing. */
+    if (!memt_rig_start(&g, RC_APICHAN_ALLOW_MEMORY, stores, RC_APICHAN_CRED_SESSIONS_TOKEN)) {
+        rig_stop(&g);
+        SKIP("cannot start the channel");
+    }
+    MEMT_LIST_OK(&g, "memstore_X7");
+    MEMT_ALLOWED(&g, REQ("DELETE", MEMT_MEM("memstore_X7") "/mem_1", MEMT_BETA), 204,
+                 "memory_delete");
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1"), ""), MEMT_NOT_LISTED);
+    MEMT_SESSION(&g, MEMT_SESSION_A1);
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1"), ""), MEMT_NOT_LISTED);
+    MEMT_LIST_OK(&g, "memstore_X7");
+    MEMT_SESSION(&g, MEMT_SESSION_HEAD "\"resources\":[]}");
+    MEMT_LIST_OK(&g, "memstore_X7");
+    rig_stop(&g);
+
+    /* Memory enabled with an empty list: nothing, before or after the session answer. */
+    if (!memt_rig_start(&g, RC_APICHAN_ALLOW_MEMORY, NULL, RC_APICHAN_CRED_SESSIONS_TOKEN)) {
+        rig_stop(&g);
+        SKIP("cannot start the channel");
+    }
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1"), ""), MEMT_NOT_LISTED);
+    MEMT_SESSION(&g, MEMT_SESSION_A1);
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1"), ""), MEMT_NOT_LISTED);
+    rig_stop(&g);
+
+    /* No learning: memory stays off. */
+    if (!memt_rig_start(&g, RC_APICHAN_NO_MEMORY_LEARNING, NULL, RC_APICHAN_CRED_SESSIONS_TOKEN)) {
+        rig_stop(&g);
+        SKIP("cannot start the channel");
+    }
+    MEMT_SESSION(&g, MEMT_SESSION_A1);
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1"), MEMT_BETA), MEMT_NOT_ENABLED);
+    MEMT_REFUSED(&g, REQ("POST", MEMT_MEM("memstore_A1"), "Content-Length: 2\r\n") "{}",
+                 MEMT_NOT_ENABLED);
+    rig_stop(&g);
+
+    /* Both flags: the explicit list wins, still no learning. */
+    if (!memt_rig_start(&g, RC_APICHAN_ALLOW_MEMORY | RC_APICHAN_NO_MEMORY_LEARNING, stores,
+                        RC_APICHAN_CRED_SESSIONS_TOKEN)) {
+        rig_stop(&g);
+        SKIP("cannot start the channel");
+    }
+    MEMT_SESSION(&g, MEMT_SESSION_A1);
+    MEMT_LIST_OK(&g, "memstore_X7");
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1"), ""), MEMT_NOT_LISTED);
+    rig_stop(&g);
+
+    /* An explicit store id that is no id is refused at construction. */
+    static const char *const bad[] = {"memstore_X7", "memstore_../x", NULL};
+    rc_apichan_config c = {.socket_path = "/tmp/rc-apichan-cfg-never.sock",
+                           .allowed_uid = geteuid(),
+                           .socket_gid = (gid_t)-1,
+                           .base_url = "https://api.anthropic.com",
+                           .scope = scope,
+                           .credential = TOKEN,
+                           .credential_kind = RC_APICHAN_CRED_SESSIONS_TOKEN,
+                           .audit_fd = -1};
+    c.scope.features = RC_APICHAN_ALLOW_MEMORY;
+    c.scope.memory_store_ids = bad;
+    rc_apichan *ch = NULL;
+    rc_error err = {0};
+    CHECK_INT(rc_apichan_new(&c, &ch, &err), -RC_EINVAL);
+    CHECK(strstr(err.msg, "memory store") != NULL);
+    CHECK(ch == NULL);
+}
+
+TEST(memory_environment_key_channel_learns_nothing)
+{
+    rig g;
+    if (!memt_rig_start(&g, 0, NULL, RC_APICHAN_CRED_ENVIRONMENT_KEY)) {
+        rig_stop(&g);
+        SKIP("cannot start the channel");
+    }
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1"), ""), MEMT_NOT_ENABLED);
+    MEMT_SESSION(&g, MEMT_SESSION_A1);
+    MEMT_SESSION(&g, MEMT_SESSION_A1);
+    MEMT_REFUSED(&g, REQ("GET", MEMT_MEM("memstore_A1"), MEMT_BETA), MEMT_NOT_ENABLED);
+    MEMT_REFUSED(&g, REQ("POST", MEMT_MEM("memstore_A1"), "Content-Length: 2\r\n") "{}",
+                 MEMT_NOT_ENABLED);
+    MEMT_REFUSED(&g, REQ("DELETE", MEMT_MEM("memstore_A1") "/mem_1", ""), MEMT_NOT_ENABLED);
+    /* The rest of the channel works as before. */
+    fixture_http_push_simple(g.up, 200, MEMT_JSON, "{\"data\":[]}");
+    static resp rs;
+    CHECK_INT(one_request(&g, REQ("GET", S "/events", ""), &rs), 200);
+    memt_note(&g, 1);
+    CHECK_INT(fixture_http_count(g.up), 3);
+    rig_stop(&g);
+}

@@ -747,6 +747,18 @@ static const char *tls_failure_reason(conn *c)
     return "upstream TLS handshake failed";
 }
 
+/* A handshake step that needs I/O (ssl_err from SSL_get_error): record the event it waits for in
+ * *rd_want / *wr_want and re-arm epoll. False for a real failure. */
+static bool handshake_wait(conn *c, int ssl_err, int *rd_want, int *wr_want)
+{
+    if (ssl_err != SSL_ERROR_WANT_READ && ssl_err != SSL_ERROR_WANT_WRITE)
+        return false;
+    *rd_want = ssl_err == SSL_ERROR_WANT_READ ? EPOLLIN : 0;
+    *wr_want = ssl_err == SSL_ERROR_WANT_WRITE ? EPOLLOUT : 0;
+    conn_update_events(c);
+    return true;
+}
+
 static void step_tls(conn *c)
 {
     int r = SSL_do_handshake(c->ssl);
@@ -755,20 +767,8 @@ static void step_tls(conn *c)
         start_relay(c);
         return;
     }
-    switch (SSL_get_error(c->ssl, r)) {
-    case SSL_ERROR_WANT_READ:
-        c->ssl_rd_want = EPOLLIN;
-        c->ssl_wr_want = 0;
-        conn_update_events(c);
-        return;
-    case SSL_ERROR_WANT_WRITE:
-        c->ssl_rd_want = 0;
-        c->ssl_wr_want = EPOLLOUT;
-        conn_update_events(c);
-        return;
-    default:
+    if (!handshake_wait(c, SSL_get_error(c->ssl, r), &c->ssl_rd_want, &c->ssl_wr_want))
         conn_refuse(c, 502, "error", tls_failure_reason(c));
-    }
 }
 
 /* Every resolved address must pass: a name that resolves to an internal address alongside a
@@ -1124,24 +1124,13 @@ static void step_cl_tls(conn *c)
         step_ihead(c);
         return;
     }
-    switch (SSL_get_error(c->cl_ssl, r)) {
-    case SSL_ERROR_WANT_READ:
-        c->cl_rd_want = EPOLLIN;
-        c->cl_wr_want = 0;
-        conn_update_events(c);
+    if (handshake_wait(c, SSL_get_error(c->cl_ssl, r), &c->cl_rd_want, &c->cl_wr_want))
         return;
-    case SSL_ERROR_WANT_WRITE:
-        c->cl_rd_want = 0;
-        c->cl_wr_want = EPOLLOUT;
-        conn_update_events(c);
-        return;
-    default:
-        c->decision = "error";
-        c->reason = c->reason && strncmp(c->reason, "client SNI", 10) == 0 ? c->reason
-                                                                           : client_tls_failure();
-        c->status = 0;
-        conn_close(c);
-    }
+    c->decision = "error";
+    c->reason =
+        c->reason && strncmp(c->reason, "client SNI", 10) == 0 ? c->reason : client_tls_failure();
+    c->status = 0;
+    conn_close(c);
 }
 
 /* SNI, when the client sends one, must name the CONNECT target (reference-app 9.3.2). */

@@ -286,21 +286,6 @@ static int text_field(rc_em_ctx *c, const cJSON *obj, const char *key, size_t mi
     return 0;
 }
 
-static int check_keys(rc_em_ctx *c, const cJSON *b, const char *const *keys)
-{
-    const cJSON *it;
-    cJSON_ArrayForEach(it, b)
-    {
-        bool ok = false;
-        for (size_t i = 0; keys[i]; i++)
-            if (strcmp(it->string, keys[i]) == 0)
-                ok = true;
-        if (!ok)
-            return rc_emsrv_bad(c, "%s: Extra inputs are not permitted", it->string), -1;
-    }
-    return 0;
-}
-
 /* The raw body holds a \u0000 escape (cJSON would cut the string there). The body is valid
  * JSON, so a backslash outside a string cannot occur. */
 static bool body_has_nul_escape(const rc_em_ctx *c)
@@ -493,7 +478,7 @@ int rc_emroute_memstore_create(rc_em_ctx *c)
 
     if (!c->body)
         return rc_emsrv_bad(c, "name: required");
-    if (check_keys(c, c->body, keys) < 0)
+    if (rc_emsrv_check_keys(c, c->body, keys) < 0)
         return 0;
     if (!cJSON_GetObjectItemCaseSensitive(c->body, "name"))
         return rc_emsrv_bad(c, "name: required");
@@ -597,7 +582,7 @@ int rc_emroute_memstore_update(rc_em_ctx *c)
         return 0;
     if (!c->body)
         return rc_emsrv_json(c, 200, store_json(s));
-    if (check_keys(c, c->body, keys) < 0 ||
+    if (rc_emsrv_check_keys(c, c->body, keys) < 0 ||
         text_field(c, c->body, "name", 1, MEM_NAME_MAX, true, false, NULL, &name) < 0 ||
         text_field(c, c->body, "description", 0, MEM_DESC_MAX, true, true, NULL, &desc) < 0)
         return 0;
@@ -755,7 +740,7 @@ int rc_emroute_memory_create(rc_em_ctx *c)
         return 0;
     if (!c->body)
         return rc_emsrv_bad(c, "path: required");
-    if (check_keys(c, c->body, keys) < 0 || path_member(c, true, &path) < 0 ||
+    if (rc_emsrv_check_keys(c, c->body, keys) < 0 || path_member(c, true, &path) < 0 ||
         content_member(c, true, &content) < 0)
         return 0;
     if (body_has_nul_escape(c))
@@ -812,7 +797,7 @@ static int precondition_member(rc_em_ctx *c, const char **ret_sha)
         return 0;
     if (!cJSON_IsObject(p))
         return rc_emsrv_bad(c, "precondition: must be an object"), -1;
-    if (check_keys(c, p, keys) < 0)
+    if (rc_emsrv_check_keys(c, p, keys) < 0)
         return -1;
     t = rc_emutil_jstr(p, "type");
     if (!t || strcmp(t, "content_sha256") != 0)
@@ -838,7 +823,7 @@ int rc_emroute_memory_update(rc_em_ctx *c)
 
     if (!s || (full = view_param(c, false)) < 0)
         return 0;
-    if (c->body && (check_keys(c, c->body, keys) < 0 || path_member(c, false, &path) < 0 ||
+    if (c->body && (rc_emsrv_check_keys(c, c->body, keys) < 0 || path_member(c, false, &path) < 0 ||
                     content_member(c, false, &content) < 0 || precondition_member(c, &want) < 0))
         return 0;
     if (c->body && body_has_nul_escape(c))
@@ -1107,7 +1092,7 @@ static mem_store *resource_check(rc_em_ctx *c, const cJSON *r, size_t i, const c
                             "environments",
                             i, type),
                NULL;
-    if (check_keys(c, r, keys) < 0 ||
+    if (rc_emsrv_check_keys(c, r, keys) < 0 ||
         text_field(c, r, "instructions", 0, MEM_INSTR_MAX, true, true, NULL, &instr) < 0)
         return NULL;
     if (!(id = rc_emutil_jstr(r, "memory_store_id")))

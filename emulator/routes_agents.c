@@ -252,19 +252,9 @@ static const char *const agent_keys[] = {"name",       "model",   "description",
 
 static int check_keys(rc_em_ctx *c, const cJSON *b, bool allow_version)
 {
-    const cJSON *it;
-    cJSON_ArrayForEach(it, b)
-    {
-        bool ok = false;
-        for (size_t i = 0; agent_keys[i]; i++)
-            if (strcmp(it->string, agent_keys[i]) == 0)
-                ok = true;
-        if (!ok || (!allow_version && strcmp(it->string, "version") == 0)) {
-            rc_emsrv_bad(c, "%s: Extra inputs are not permitted", it->string);
-            return -1;
-        }
-    }
-    return 0;
+    if (!allow_version && cJSON_GetObjectItemCaseSensitive(b, "version"))
+        return rc_emsrv_bad(c, "version: Extra inputs are not permitted"), -1;
+    return rc_emsrv_check_keys(c, b, agent_keys);
 }
 
 static int check_skills(const cJSON *skills, char *msg, size_t msgsz)

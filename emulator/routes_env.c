@@ -18,21 +18,7 @@
 
 static bool only_keys(rc_em_ctx *c, const cJSON *o, const char *const *keys)
 {
-    const cJSON *it;
-    if (!o)
-        return true;
-    cJSON_ArrayForEach(it, o)
-    {
-        bool known = false;
-        for (size_t i = 0; keys[i]; i++)
-            if (strcmp(it->string, keys[i]) == 0)
-                known = true;
-        if (!known) {
-            rc_emsrv_bad(c, "%s: Extra inputs are not permitted", it->string);
-            return false;
-        }
-    }
-    return true;
+    return rc_emsrv_check_keys(c, o, keys) == 0;
 }
 
 static rc_em_env *env_lookup(rc_em_ctx *c)

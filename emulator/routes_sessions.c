@@ -18,21 +18,6 @@ static const char *const create_keys[] = {"agent",     "environment_id", "title"
                                           "metadata",  "resources",      "initial_events",
                                           "vault_ids", "budget",         NULL};
 
-static int check_keys(rc_em_ctx *c, const cJSON *b, const char *const *keys)
-{
-    const cJSON *it;
-    cJSON_ArrayForEach(it, b)
-    {
-        bool ok = false;
-        for (size_t i = 0; keys[i]; i++)
-            if (strcmp(it->string, keys[i]) == 0)
-                ok = true;
-        if (!ok)
-            return rc_emsrv_bad(c, "%s: Extra inputs are not permitted", it->string), -1;
-    }
-    return 0;
-}
-
 /* The agent version a create request names: an id (latest) or {"type":"agent","id","version"}. */
 static const cJSON *resolve_agent(rc_em_ctx *c, const cJSON *ref)
 {
@@ -178,7 +163,7 @@ int rc_emroute_session_create(rc_em_ctx *c)
 
     if (!b)
         return rc_emsrv_bad(c, "agent: required");
-    if (check_keys(c, b, create_keys) < 0)
+    if (rc_emsrv_check_keys(c, b, create_keys) < 0)
         return 0;
     if (!cJSON_GetObjectItemCaseSensitive(b, "agent"))
         return rc_emsrv_bad(c, "agent: required");
@@ -275,7 +260,7 @@ int rc_emroute_session_update(rc_em_ctx *c)
     if (!s)
         return 0;
     if (c->body) {
-        if (check_keys(c, c->body, keys) < 0)
+        if (rc_emsrv_check_keys(c, c->body, keys) < 0)
             return 0;
         title = cJSON_GetObjectItemCaseSensitive(c->body, "title");
         if (title && !cJSON_IsString(title) && !cJSON_IsNull(title))

@@ -1028,3 +1028,17 @@ void rc_emsrv_stop(rc_em *em)
         close(em->listen_fd);
     em->listen_fd = -1;
 }
+
+int rc_emsrv_check_keys(rc_em_ctx *c, const cJSON *obj, const char *const *keys)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj)
+    {
+        bool ok = false;
+        for (size_t i = 0; keys[i] && !ok; i++)
+            ok = strcmp(it->string, keys[i]) == 0;
+        if (!ok)
+            return rc_emsrv_bad(c, "%s: Extra inputs are not permitted", it->string), -1;
+    }
+    return 0;
+}

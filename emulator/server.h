@@ -69,6 +69,9 @@ int rc_emsrv_error(rc_em_ctx *c, int status, const char *type, const char *code,
                    ...) __attribute__((format(printf, 5, 6)));
 #define rc_emsrv_bad(c, ...)      rc_emsrv_error((c), 400, "invalid_request_error", NULL, __VA_ARGS__)
 #define rc_emsrv_notfound(c, ...) rc_emsrv_error((c), 404, "not_found_error", NULL, __VA_ARGS__)
+/* A request object may hold only the members in keys (NULL-terminated): 0, or -1 having answered
+ * 400 "<member>: Extra inputs are not permitted" (the real API's wording). obj NULL: 0. */
+int rc_emsrv_check_keys(rc_em_ctx *c, const cJSON *obj, const char *const *keys);
 /* "api_key", "environment_key", "session_token" or "none" (request log, error messages). */
 const char *rc_emsrv_cred_name(int kind);
 

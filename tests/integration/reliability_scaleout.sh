@@ -156,7 +156,8 @@ victim_ready() {
 
 # victim_reboot: the victim comes back. Mounts and the run dir (a tmpfs) are gone, the state
 # dir is kept; its launcher starts once and its reconcile cleans the files of the sessions it
-# held, force-stopping their items with the tokens in its work files. Sets REBOOT_STOPS (stop
+# held, stopping only items whose lease is still its own (its heartbeats echoing the recorded
+# value answer 412 for re-queued / re-claimed ones). Sets REBOOT_STOPS (stop
 # requests it sent, "status:count") and REBOOT_STOPS_LIVE (those that stopped a live item: 204).
 REBOOTED='' REBOOT_STOPS='' REBOOT_STOPS_LIVE=0
 victim_reboot() {
@@ -238,7 +239,8 @@ while [ $SECONDS -lt $end ]; do
     fi
     if [ -n "$KILLED" ] && [ -z "$TAIL_AT" ] && { requeued_all || [ $((SECONDS - t0 - KILL_AT)) -gt $((TTL + 10)) ]; }; then
         # SCALEOUT_REBOOT_EARLY=1: the victim comes back while its items wait in the queue
-        # (demonstrates the reconcile caveat of docs/DEPLOYMENT.md; the run then fails).
+        # (the reconcile must leave the re-queued / re-claimed items alone: its heartbeats
+        # answer 412, it sends no stop).
         [ -n "${SCALEOUT_REBOOT_EARLY:-}" ] && victim_reboot
         TAIL_AT=$((SECONDS - t0))
         new_sessions "$TAIL"

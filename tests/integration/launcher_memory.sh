@@ -24,8 +24,8 @@ check seed_memory test "$ST" = 200
 mem_api POST "/v1/memory_stores/$RO/memories" '{"path":"/rules.md","content":"be kind\n"}'
 
 steps=$(jq -cn --arg id "$RW" '[
-  {tool: "bash", input: {command: "cat /mnt/memory/notes/.anthropic-memory-store; echo; cat /mnt/memory/notes/a.md; [ \"$(stat -c %u /mnt/memory/notes/a.md)\" = \"$(id -u)\" ] && echo owned; cat /mnt/memory/policies/rules.md"},
-   expect: {is_error: false, text: ("version 1\n" + $id + "\nalpha\nowned\nbe kind")}},
+  {tool: "bash", input: {command: "cat /mnt/memory/notes/.anthropic-memory-store; echo; cat /mnt/memory/notes/a.md; [ \"$(stat -c %u /mnt/memory/notes/a.md)\" = \"$(id -u)\" ] && echo owned; cat /mnt/memory/policies/rules.md; stat -f -c %T /mnt/memory"},
+   expect: {is_error: false, text: ("version 1\n" + $id + "\nalpha\nowned\nbe kind\ntmpfs")}},
   {tool: "write", input: {file_path: "/mnt/memory/notes/new.md", content: "from container\n"},
    expect: {is_error: false}},
   {tool: "write", input: {file_path: "/mnt/memory/policies/rules.md", content: "be evil\n"},

@@ -100,7 +100,8 @@ if [ -n "$rootfs" ]; then
     t_check rootfs_no_setuid bash -c "[ -z \"\$(find '$rootfs' -perm /6000 -print -quit)\" ]"
     t_check rootfs_dirs_read_only bash -c "[ -z \"\$(find '$rootfs' -type d -perm /222 \
         ! -path '$rootfs/workspace' ! -path '$rootfs/tmp' ! -path '$rootfs/dev' \
-        ! -path '$rootfs/run' ! -path '$rootfs/run/runcell' -print -quit)\" ]"
+        ! -path '$rootfs/run' ! -path '$rootfs/run/runcell' ! -path '$rootfs/mnt' \
+        ! -path '$rootfs/mnt/memory' -print -quit)\" ]"
     t_check rootfs_dev_empty bash -c "[ -z \"\$(ls -A '$rootfs/dev')\" ]"
     t_check rootfs_no_group_other_write_files \
         bash -c "[ -z \"\$(find '$rootfs' -type f -perm /022 -print -quit)\" ]"

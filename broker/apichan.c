@@ -941,7 +941,9 @@ static void audit_emit(int fd, const char *sid, const char *wid, const audit_rec
     size_t ll = strlen(line);
     struct iovec iov[2] = {{line, ll}, {(void *)"\n", 1}};
     ssize_t w = writev(fd, iov, 2);
-    (void)w;
+    if (w != (ssize_t)(ll + 1)) /* a full disk: say so, like the egress proxy does */
+        rc_log_error("apichan: audit line lost: %s",
+                     w < 0 ? strerror(errno) : "short write (the disk is full?)");
 }
 
 /* ---- the heartbeat record ------------------------------------------------------------------- */

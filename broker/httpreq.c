@@ -191,7 +191,7 @@ static int parse_request_line(char *line, rc_httpreq *r, int *status, rc_error *
     for (size_t i = 0; i < tlen; i++)
         if (!is_vchar((unsigned char)target[i]))
             return refuse(status, 400, err, "request target holds a bad byte");
-    if (strcmp(r->method, "TRACE") == 0 || strcmp(r->method, "TRACK") == 0)
+    if (strcasecmp(r->method, "TRACE") == 0 || strcasecmp(r->method, "TRACK") == 0)
         return refuse(status, 405, err, "TRACE is refused (it would reflect injected headers)");
     if (r->form == RC_HTTPREQ_ORIGIN) {
         if (strcmp(r->method, "CONNECT") == 0)

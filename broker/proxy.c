@@ -90,7 +90,9 @@ typedef struct conn {
     char token[512]; /* forwardURL: the signed token sent with the request */
     rc_scan scan;    /* injected values to look for in the response */
     bool scanning;
-    bool reflected; /* the response carried an injected value: cut */
+    bool resp_head_seen;  /* the response head is complete (see u2c_sendable) */
+    size_t resp_head_end; /* its length: bytes of the response up to and with its blank line */
+    bool reflected;       /* the response carried an injected value: cut */
     uint64_t bytes_to_client;
     int state;
     uint64_t deadline_ms;
@@ -314,11 +316,22 @@ static bool client_read_wanted(const conn *c)
 
 /* Bytes at the start of u2c that may go to the client: while a response is scanned for injected
  * values, the last few bytes wait until more arrives (a value split across reads) or the
- * upstream ends. */
+ * upstream ends, and nothing goes before the whole response head is there: a cut then either
+ * comes before any byte (a clean 502) or after a complete head (the client sees a body shorter
+ * than announced), never after half a head (which clients take for an empty 200). */
 static size_t u2c_sendable(const conn *c)
 {
-    size_t hold = c->scanning && !c->up_eof ? rc_scan_holdback(&c->scan) : 0;
-    return c->u2c.len > hold ? c->u2c.len - hold : 0;
+    size_t hold, n, head_left;
+    if (!c->scanning || c->up_eof)
+        return c->u2c.len;
+    if (!c->resp_head_seen)
+        return c->u2c.len < RELAY_BUF_MAX ? 0 : c->u2c.len - rc_scan_holdback(&c->scan);
+    hold = rc_scan_holdback(&c->scan);
+    n = c->u2c.len > hold ? c->u2c.len - hold : 0;
+    /* The head itself is never held back: a value cannot straddle its blank line, and the head
+     * was scanned whole when it arrived. */
+    head_left = c->resp_head_end > c->bytes_to_client ? c->resp_head_end - c->bytes_to_client : 0;
+    return head_left > n && head_left <= c->u2c.len ? head_left : n;
 }
 
 static uint32_t client_events(const conn *c, bool want_read, bool want_write)
@@ -1380,6 +1393,17 @@ static int pump_upstream_write(conn *c)
     return 1;
 }
 
+/* While scanning, nothing is forwarded before the response head is complete, so it is all in
+ * u2c: find its end. */
+static void note_response_head(conn *c)
+{
+    const char *end = memmem(c->u2c.data, c->u2c.len, "\r\n\r\n", 4);
+    if (!end)
+        return;
+    c->resp_head_seen = true;
+    c->resp_head_end = (size_t)(end - c->u2c.data) + 4;
+}
+
 /* Search the new bytes (and the held-back tail before them) for an injected value. */
 static bool response_reflects(conn *c, size_t added)
 {
@@ -1409,6 +1433,8 @@ static int pump_upstream_read(conn *c)
     c->u2c.len += (size_t)n;
     c->u2c.data[c->u2c.len] = '\0';
     c->bytes_down += (uint64_t)n;
+    if (c->scanning && !c->resp_head_seen)
+        note_response_head(c);
     if (c->scanning && response_reflects(c, (size_t)n)) {
         c->reflected = true; /* pump_client_write must not send another byte */
         return -3;

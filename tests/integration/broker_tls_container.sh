@@ -25,6 +25,7 @@
 # injected, the pass-through of a domain without rules, and that no private key (PEM marker or
 # the CA's raw public point, which every DER key encoding carries) is anywhere in the container
 # (files, /proc/*/environ, as the agent and the runner uid) or under the launcher's dirs.
+# Real clients (curl, Python urllib) in the container: tests/integration/broker_tls_clients.sh.
 # shellcheck source=tests/integration/launcher_lib.sh
 . "$(dirname "$0")/launcher_lib.sh"
 # shellcheck source=tests/integration/egress_lib.sh

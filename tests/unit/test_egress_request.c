@@ -142,6 +142,8 @@ TEST(refused_heads)
         {"CONNECT api.test:443 HTTP/1.1\r\nContent-Length: 2\r\n\r\n", 400},
         {"CONNECT http://api.test/ HTTP/1.1\r\n\r\n", 400},
         {"TRACE http://api.test/ HTTP/1.1\r\n\r\n", 405},
+        {"TRaCE http://api.test/ HTTP/1.1\r\nHost: api.test\r\n\r\n", 405}, /* any case */
+        {"track http://api.test/ HTTP/1.1\r\nHost: api.test\r\n\r\n", 405},
         {"TRACK http://api.test/ HTTP/1.1\r\n\r\n", 405},
         {"POST http://api.test/ HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", 400},
         {"POST http://api.test/ HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\n", 400},

@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,12 @@ static int mem_read(void *ctx, void *buf, size_t n, rc_error *err)
     return (int)n;
 }
 
+/* At exit (libFuzzer's normal end), so runs do not leave /tmp/rc-fuzz-tar-PID behind. */
+static void remove_base(void)
+{
+    rc_tar_remove_tree(AT_FDCWD, base, NULL);
+}
+
 static void setup(void)
 {
     int fd;
@@ -61,6 +68,9 @@ static void setup(void)
     snprintf(canary, sizeof canary, "%s/outside", levels[2]);
     rc_tar_remove_tree(AT_FDCWD, base, NULL);
     CHECK(mkdir(base, 0700) == 0);
+    static bool registered;
+    if (!registered && atexit(remove_base) == 0)
+        registered = true;
     for (int i = 0; i < 3; i++)
         CHECK(mkdir(levels[i], 0755) == 0);
     CHECK(mkdir(canary, 0755) == 0);

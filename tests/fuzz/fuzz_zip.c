@@ -33,10 +33,18 @@ static const rc_zip_limits lim = {.max_total_bytes = 1 << 20,
                                   .max_path_len = 512,
                                   .max_depth = 16};
 
+/* At exit (libFuzzer's normal end), so runs do not leave /tmp/rc-fuzz-zip-PID behind. */
+static void remove_base(void)
+{
+    rc_tar_remove_tree(AT_FDCWD, base, NULL);
+}
+
 static void setup(void)
 {
     int fd;
     snprintf(base, sizeof base, "/tmp/rc-fuzz-zip-%d", (int)getpid());
+    if (access(base, F_OK) != 0)
+        atexit(remove_base); /* first call only: later ones find the dir */
     snprintf(outer, sizeof outer, "%s/a", base);
     snprintf(rootp, sizeof rootp, "%s/root", outer);
     snprintf(canary, sizeof canary, "%s/canary", outer);

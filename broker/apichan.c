@@ -337,6 +337,45 @@ int rc_apichan_head_refusal(const rc_apichan_head *h, size_t max_body)
     return 0;
 }
 
+/* ---- the local route: running tool calls ------------------------------------------------ */
+
+bool rc_apichan_is_running_calls_target(const char *target)
+{
+    return target && strcmp(target, RC_APICHAN_RUNNING_CALLS_PATH) == 0;
+}
+
+int rc_apichan_running_calls_parse(const char *body, size_t len, rc_audit_call_ids *ret,
+                                   rc_error *err)
+{
+    static const rc_json_limits lim = {.max_size = RC_APICHAN_RUNNING_CALLS_BODY_MAX,
+                                       .max_depth = 2};
+    _cleanup_json_ cJSON *o = NULL;
+    rc_audit_call_ids out = {0};
+    const cJSON *ids, *it;
+
+    if (len > RC_APICHAN_RUNNING_CALLS_BODY_MAX)
+        return rc_error_set(err, RC_ETOOBIG, "running tool calls: body too large");
+    if (rc_json_parse(body ? body : "", len, &lim, &o, NULL) < 0)
+        return rc_error_set(err, RC_EPARSE, "running tool calls: body is not strict JSON");
+    if (!cJSON_IsObject(o) || !(ids = o->child) || ids->next || !ids->string ||
+        strcmp(ids->string, "ids") != 0 || !cJSON_IsArray(ids))
+        return rc_error_set(err, RC_EPARSE, "running tool calls: want exactly {\"ids\":[...]}");
+    cJSON_ArrayForEach(it, ids)
+    {
+        if (out.n == RC_AUDIT_CALLS_MAX)
+            return rc_error_set(err, RC_EPARSE, "running tool calls: too many ids");
+        if (!cJSON_IsString(it) || !it->valuestring ||
+            !rc_audit_call_id_ok(it->valuestring, strlen(it->valuestring)))
+            return rc_error_set(err, RC_EPARSE, "running tool calls: an id is not a tool-use id");
+        for (size_t i = 0; i < out.n; i++)
+            if (strcmp(out.ids[i], it->valuestring) == 0)
+                return rc_error_set(err, RC_EPARSE, "running tool calls: duplicate id");
+        snprintf(out.ids[out.n++], sizeof out.ids[0], "%s", it->valuestring);
+    }
+    *ret = out;
+    return 0;
+}
+
 /* ---- path and query scoping ---------------------------------------------------------------- */
 
 enum qkind { Q_ANY = 0, Q_DIGITS, Q_ORDER, Q_VIEW, Q_BOOL };
@@ -1128,6 +1167,7 @@ struct rc_apichan {
     size_t max_connections, max_request_body, max_response_body;
     long idle_ms, read_ms, upstream_ms, connect_ms;
     int audit_fd;
+    rc_audit_calls *running_calls; /* borrowed; NULL: the local route stores nothing */
 
     int listen_fd;
     int stop_fd; /* eventfd: readable once stop begins, never drained */
@@ -1283,6 +1323,7 @@ static const char *reason_phrase(long status)
         {401, "Unauthorized"},
         {403, "Forbidden"},
         {404, "Not Found"},
+        {405, "Method Not Allowed"},
         {408, "Request Timeout"},
         {409, "Conflict"},
         {411, "Length Required"},
@@ -1864,6 +1905,69 @@ static int read_body(conn *c, size_t need)
     return 0;
 }
 
+static int respond_no_content(conn *c, bool close)
+{
+    char head[160];
+    int n = snprintf(head, sizeof head, "HTTP/1.1 204 No Content\r\n%s\r\n",
+                     close ? "connection: close\r\n" : "");
+    return conn_send(c, head, (size_t)n);
+}
+
+/* The local route (rc_apichan_running_calls_parse): answered here, never forwarded. Framing is
+ * checked like any request's; the method must be PUT. */
+static bool serve_running_calls(conn *c, const rc_apichan_head *h, size_t hl, audit_rec *a)
+{
+    rc_apichan *ch = c->ch;
+    rc_audit_call_ids ids;
+    rc_error e = {0};
+    int status = rc_apichan_head_refusal(h, RC_APICHAN_RUNNING_CALLS_BODY_MAX);
+    size_t blen = h->content_length > 0 ? (size_t)h->content_length : 0;
+
+    a->route = "running_tool_calls";
+    if (status == 501 || (!status && strcmp(h->method, "PUT") != 0))
+        status = strcmp(h->method, "PUT") == 0 ? 0 : 405;
+    if (!status && blen > RC_APICHAN_RUNNING_CALLS_BODY_MAX)
+        status = 413;
+    if (status == 405) {
+        a->decision = "deny";
+        a->reason = "method not allowed on the local route";
+        a->status = 405;
+        respond_error(c, 405, "broker_method_not_allowed", a->reason, true);
+        audit(ch, a);
+        return false;
+    }
+    if (status) {
+        refusal_reply(c, status, a);
+        audit(ch, a);
+        return false;
+    }
+    if (h->expect_continue && blen > 0 && conn_send(c, "HTTP/1.1 100 Continue\r\n\r\n", 25) < 0)
+        return false;
+    if (read_body(c, hl + blen) < 0) {
+        a->decision = "error";
+        a->reason = "request body incomplete";
+        audit(ch, a);
+        return false;
+    }
+    a->bytes_in = (long long)blen;
+    if (rc_apichan_running_calls_parse(c->in.data + hl, blen, &ids, &e) < 0) {
+        a->decision = "deny";
+        a->reason = e.msg;
+        a->status = 400;
+        respond_error(c, 400, "broker_bad_request", e.msg, true);
+        audit(ch, a);
+        return false;
+    }
+    if (ch->running_calls)
+        rc_audit_calls_set(ch->running_calls, &ids);
+    rc_log_debug("apichan: %zu tool call(s) running", ids.n);
+    a->decision = "allow";
+    a->status = 204;
+    /* No audit line for an accepted report: one per call start and end would drown the log. */
+    rc_buf_consume(&c->in, hl + blen);
+    return respond_no_content(c, h->connection_close) == 0 && !h->connection_close;
+}
+
 /* Serve one parsed request. Returns true when the connection may serve another. */
 static bool serve_request(conn *c, const rc_apichan_head *h, size_t hl)
 {
@@ -1875,6 +1979,8 @@ static bool serve_request(conn *c, const rc_apichan_head *h, size_t hl)
                    .peer_uid = (long long)c->peer.uid,
                    .peer_pid = (long long)c->peer.pid};
     stats_add(ch, &ch->stats.requests);
+    if (rc_apichan_is_running_calls_target(h->target))
+        return serve_running_calls(c, h, hl, &a);
     int status = rc_apichan_head_refusal(h, ch->max_request_body);
     if (status) {
         refusal_reply(c, status, &a);
@@ -2315,6 +2421,7 @@ static int chan_copy_config(rc_apichan *ch, const rc_apichan_config *cfg, rc_err
     ch->connect_ms =
         cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : RC_APICHAN_CONNECT_MS_DEFAULT;
     ch->audit_fd = cfg->audit_fd;
+    ch->running_calls = cfg->running_calls;
     return 0;
 }
 

@@ -30,6 +30,7 @@
 #ifndef RUNCELL_BROKER_APICHAN_H
 #define RUNCELL_BROKER_APICHAN_H
 
+#include "audit.h"
 #include "err.h"
 
 #include <stdbool.h>
@@ -111,6 +112,23 @@ const char *rc_apichan_route_name(int route);
 bool rc_apichan_route_is_stream(int route);
 /* Routes whose request may carry a body (POST routes); others must send none. */
 bool rc_apichan_route_takes_body(int route);
+
+/* ---- the local route: running tool calls (issue 11) -----------------------------------------
+ * PUT /_runcell/v1/running-tool-calls with {"ids":["toolu_...", ...]} replaces the set of tool
+ * calls the runner is executing (rc_audit_calls), which the egress proxy puts on the audit line
+ * of every credential injection. Answered by the channel itself, never forwarded upstream, and
+ * like every route only reachable from the runner's uid. The body must be exactly one object
+ * with exactly the key "ids": an array of at most RC_AUDIT_CALLS_MAX distinct strings of the
+ * tool-use id shape ([A-Za-z0-9_-]{1,128}); anything else is 400. Another method is 405. */
+#define RC_APICHAN_RUNNING_CALLS_PATH     "/_runcell/v1/running-tool-calls"
+#define RC_APICHAN_RUNNING_CALLS_BODY_MAX 8192
+
+/* True when target is the local route's path (exactly; a query is not part of it). */
+bool rc_apichan_is_running_calls_target(const char *target);
+/* Parse the route's body strictly; 0 and *ret filled, or -RC_EPARSE / -RC_ETOOBIG (err in fixed
+ * words: the input is never echoed). */
+int rc_apichan_running_calls_parse(const char *body, size_t len, rc_audit_call_ids *ret,
+                                   rc_error *err);
 
 /* ---- request head parsing ---------------------------------------------------------------- */
 
@@ -266,6 +284,9 @@ typedef struct rc_apichan_config {
      * Its directory must exist and be root-only; the file is replaced (tmp + rename, mode 0600)
      * after every 200 answer to the work item's heartbeat that the channel relays. */
     const char *heartbeat_record_path;
+    /* The running tool calls the local route replaces (borrowed; must outlive the channel).
+     * NULL: the route is still answered (and its body checked) but the set goes nowhere. */
+    rc_audit_calls *running_calls;
 } rc_apichan_config;
 
 typedef struct rc_apichan rc_apichan;

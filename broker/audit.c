@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,23 @@ static bool add_injected(cJSON *o, const rc_audit_record *rec)
     return true;
 }
 
+static bool add_tool_calls(cJSON *o, const rc_audit_record *rec)
+{
+    cJSON *a;
+    if (!rec->has_tool_calls)
+        return true;
+    a = cJSON_AddArrayToObject(o, "tool_calls");
+    if (!a)
+        return false;
+    for (size_t i = 0; i < rec->n_tool_calls; i++) {
+        cJSON *s = cJSON_CreateString(rec->tool_calls[i]);
+        if (!s)
+            return false;
+        cJSON_AddItemToArray(a, s);
+    }
+    return true;
+}
+
 static cJSON *build(const char *session_id, const rc_audit_record *r)
 {
     cJSON *o = cJSON_CreateObject();
@@ -93,10 +111,10 @@ static cJSON *build(const char *session_id, const rc_audit_record *r)
     ok = add_str(o, "ts", ts) && add_str(o, "session_id", session_id) &&
          add_str(o, "kind", r->kind) && add_str(o, "decision", r->decision) &&
          add_str(o, "reason", r->reason) && add_str(o, "rule", r->rule) &&
-         add_str(o, "action", r->action) && add_injected(o, r) && add_str(o, "host", r->host) &&
-         (!r->port || add_num(o, "port", r->port)) && add_str(o, "addr", r->addr) &&
-         add_str(o, "method", r->method) && add_str(o, "path", r->path) &&
-         (!r->status || add_num(o, "status", r->status)) &&
+         add_str(o, "action", r->action) && add_injected(o, r) && add_tool_calls(o, r) &&
+         add_str(o, "host", r->host) && (!r->port || add_num(o, "port", r->port)) &&
+         add_str(o, "addr", r->addr) && add_str(o, "method", r->method) &&
+         add_str(o, "path", r->path) && (!r->status || add_num(o, "status", r->status)) &&
          add_num(o, "bytes_up", (double)r->bytes_up) &&
          add_num(o, "bytes_down", (double)r->bytes_down) && add_str(o, "end", r->end) &&
          add_num(o, "duration_ms", (double)(r->duration_us / 100) / 10.0);
@@ -140,4 +158,56 @@ int rc_audit_write(rc_audit *a, const rc_audit_record *rec, rc_error *err)
     if ((size_t)n != line.len)
         return rc_error_set(err, RC_EIO, "audit: short write");
     return 0;
+}
+
+/* ---- the running tool calls ---- */
+
+struct rc_audit_calls {
+    pthread_mutex_t lock;
+    rc_audit_call_ids set;
+};
+
+bool rc_audit_call_id_ok(const char *id, size_t len)
+{
+    if (!id || len == 0 || len > RC_AUDIT_CALL_ID_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)id[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+int rc_audit_calls_new(rc_audit_calls **ret, rc_error *err)
+{
+    rc_audit_calls *s = calloc(1, sizeof *s);
+    if (!s)
+        return rc_error_set(err, RC_ENOMEM, "audit: out of memory");
+    pthread_mutex_init(&s->lock, NULL);
+    *ret = s;
+    return 0;
+}
+
+void rc_audit_calls_free(rc_audit_calls *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+void rc_audit_calls_set(rc_audit_calls *s, const rc_audit_call_ids *ids)
+{
+    pthread_mutex_lock(&s->lock);
+    s->set = *ids;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void rc_audit_calls_get(rc_audit_calls *s, rc_audit_call_ids *ret)
+{
+    pthread_mutex_lock(&s->lock);
+    *ret = s->set;
+    pthread_mutex_unlock(&s->lock);
 }

@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "err.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,11 @@ typedef struct rc_audit_record {
     uint64_t bytes_up;  /* client -> upstream */
     uint64_t bytes_down;
     uint64_t duration_us;
+    /* The tool calls the runner reported running when the request was made (rc_audit_calls):
+     * written as "tool_calls":[...] (possibly empty) when has_tool_calls is set. */
+    bool has_tool_calls;
+    const char *const *tool_calls;
+    size_t n_tool_calls;
 } rc_audit_record;
 
 /* Append to path (created 0600 if missing, O_APPEND); "-" writes to stderr. The session id is
@@ -58,5 +64,36 @@ int rc_audit_write(rc_audit *a, const rc_audit_record *rec, rc_error *err);
 
 /* Format one line (with its newline) into out; used by rc_audit_write and by tests. */
 int rc_audit_format(const char *session_id, const rc_audit_record *rec, rc_buf *out, rc_error *err);
+
+/* ---- the running tool calls (issue 11) -------------------------------------------------------
+ * The set of tool-call ids the runner says are executing right now. The API channel replaces it
+ * (PUT /_runcell/v1/running-tool-calls, from the runner's uid only) and the egress proxy copies
+ * it when it decides to inject a credential, so that the audit line of the injection names the
+ * calls that may have made the request. Ids only, never values. Thread-safe (one mutex). */
+#define RC_AUDIT_CALLS_MAX   32  /* ids in the set */
+#define RC_AUDIT_CALL_ID_MAX 128 /* characters of one id: [A-Za-z0-9_-] */
+
+typedef struct rc_audit_call_ids {
+    size_t n;
+    char ids[RC_AUDIT_CALLS_MAX][RC_AUDIT_CALL_ID_MAX + 1];
+} rc_audit_call_ids;
+
+typedef struct rc_audit_calls rc_audit_calls;
+
+/* The tool-use id shape: 1..RC_AUDIT_CALL_ID_MAX characters of [A-Za-z0-9_-]. */
+bool rc_audit_call_id_ok(const char *id, size_t len);
+
+int rc_audit_calls_new(rc_audit_calls **ret, rc_error *err);
+void rc_audit_calls_free(rc_audit_calls *s);
+/* Replace the set with ids (already validated). */
+void rc_audit_calls_set(rc_audit_calls *s, const rc_audit_call_ids *ids);
+/* Copy the current set into *ret. */
+void rc_audit_calls_get(rc_audit_calls *s, rc_audit_call_ids *ret);
+
+static inline void rc_audit_calls_freep(rc_audit_calls **s)
+{
+    if (*s)
+        rc_audit_calls_free(*s);
+}
 
 #endif

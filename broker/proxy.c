@@ -86,9 +86,10 @@ typedef struct conn {
     const char *dial_host;
     unsigned dial_port;
     bool dial_host_is_ip;
-    bool forward;    /* a forwardURL rule matched: dial the operator's proxy */
-    char token[512]; /* forwardURL: the signed token sent with the request */
-    rc_scan scan;    /* injected values to look for in the response */
+    bool forward;             /* a forwardURL rule matched: dial the operator's proxy */
+    char token[512];          /* forwardURL: the signed token sent with the request */
+    rc_scan scan;             /* injected values to look for in the response */
+    rc_audit_call_ids *calls; /* running tool calls when an injection was decided, or NULL */
     bool scanning;
     bool resp_head_seen;  /* the response head is complete (see u2c_sendable) */
     size_t resp_head_end; /* its length: bytes of the response up to and with its blank line */
@@ -208,6 +209,7 @@ static void ep_close(rc_proxy *px, endpoint *ep)
 static void conn_audit(conn *c)
 {
     const char *injected[RC_POLICY_HEADERS_MAX];
+    const char *calls[RC_AUDIT_CALLS_MAX];
     rc_audit_record rec = {0};
     size_t n = 0;
 
@@ -227,6 +229,13 @@ static void conn_audit(conn *c)
     rec.action = c->action;
     rec.injected = injected;
     rec.n_injected = n;
+    if (c->calls) {
+        for (size_t i = 0; i < c->calls->n; i++)
+            calls[i] = c->calls->ids[i];
+        rec.has_tool_calls = true;
+        rec.tool_calls = calls;
+        rec.n_tool_calls = c->calls->n;
+    }
     if (c->have_req) {
         rec.host = c->req.host;
         rec.port = c->req.port;
@@ -290,6 +299,7 @@ static void conn_free(conn *c)
     if (c->have_req)
         rc_httpreq_free(&c->req);
     rc_scan_free(&c->scan);
+    free(c->calls);
     explicit_bzero(c->token, sizeof c->token);
     free(c);
 }
@@ -973,6 +983,24 @@ static const char *action_name(const conn *c)
 }
 
 /* A plain-HTTP request, or one read inside an intercepted tunnel (origin form). */
+/* The tool calls running now (issue 11), kept for the audit line of the injection about to be
+ * made, and as text for its log line: "[]" or "[toolu_a,toolu_b]" (ids are [A-Za-z0-9_-]). */
+static void snapshot_calls(conn *c, char *text, size_t textsz)
+{
+    size_t o = 0;
+    text[0] = '\0';
+    if (!c->px->cfg.running_calls)
+        return;
+    if (!c->calls && !(c->calls = malloc(sizeof *c->calls)))
+        return;
+    rc_audit_calls_get(c->px->cfg.running_calls, c->calls);
+    o += (size_t)snprintf(text, textsz, " (tool calls [");
+    for (size_t i = 0; i < c->calls->n && o < textsz; i++)
+        o += (size_t)snprintf(text + o, textsz - o, "%s%s", i ? "," : "", c->calls->ids[i]);
+    if (o < textsz)
+        snprintf(text + o, textsz - o, "])");
+}
+
 static void decide_http(conn *c)
 {
     bool rules = c->domain && c->domain->n_rules > 0;
@@ -999,9 +1027,12 @@ static void decide_http(conn *c)
     }
     c->action = action_name(c);
     c->decision = "allow";
-    if (c->scanning)
-        rc_log_info("egress: %s %s%s: injecting %s (rule %s)", c->req.method, c->req.host,
-                    c->req.path, c->forward ? "a forward token" : "headers", c->rule_name);
+    if (c->scanning) {
+        char calls[RC_AUDIT_CALLS_MAX * (RC_AUDIT_CALL_ID_MAX + 1) + 32];
+        snapshot_calls(c, calls, sizeof calls);
+        rc_log_info("egress: %s %s%s: injecting %s (rule %s)%s", c->req.method, c->req.host,
+                    c->req.path, c->forward ? "a forward token" : "headers", c->rule_name, calls);
+    }
     rc_httpbody_init(&c->body, &c->req);
     if (build_upstream_head(c) < 0) {
         conn_refuse(c, 431, "error", "rewritten request head too large");

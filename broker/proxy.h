@@ -58,6 +58,11 @@ typedef struct rc_proxy_config {
     unsigned connect_timeout_ms; /* resolve + connect + TLS handshake; 0: 10 s */
     unsigned idle_timeout_ms;    /* no byte either way; 0: 10 min */
     unsigned resolver_threads;   /* 0: 2 */
+    /* The tool calls the runner reports running (written by the API channel's local route;
+     * borrowed, must outlive the proxy). Copied when a request is about to get an injected
+     * value; the injection's audit line carries them as "tool_calls" and its log line names
+     * them. NULL: no such field. */
+    rc_audit_calls *running_calls;
 } rc_proxy_config;
 
 typedef struct rc_proxy rc_proxy;

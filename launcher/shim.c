@@ -67,6 +67,7 @@ typedef struct shim {
     char netns[RC_LAUNCHER_PATH_MAX];
     bool netns_made;
     rc_apichan *chan;
+    rc_audit_calls *calls; /* running tool calls: the channel writes, the proxy reads */
     rc_policy *policy;
     rc_audit *audit;
     rc_proxy *proxy;
@@ -148,6 +149,8 @@ static int start_api_channel(shim *s, rc_error *err)
         return r;
     if (mkdir(dir, 0711) < 0 && errno != EEXIST)
         return rc_error_sys(err, RC_EIO, "mkdir %s", dir);
+    if ((r = rc_audit_calls_new(&s->calls, err)) < 0)
+        return r;
     audit_fd = open(audit, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (audit_fd < 0)
         return rc_error_sys(err, RC_EIO, "open %s", audit);
@@ -166,6 +169,7 @@ static int start_api_channel(shim *s, rc_error *err)
         .credential_kind = RC_APICHAN_CRED_SESSIONS_TOKEN,
         .audit_fd = audit_fd, /* the channel writes to it; we keep it open until it is freed */
         .heartbeat_record_path = hb, /* S/sessions/<sid>/heartbeat (0700 dir): for reconcile */
+        .running_calls = s->calls,   /* the runner's reports, for the egress audit (issue 11) */
     };
     if ((r = rc_apichan_new(&ac, &s->chan, err)) < 0)
         return r;
@@ -260,7 +264,8 @@ static int start_proxy(shim *s, rc_error *err)
                           .hosts_file = c->hosts_file,
                           .ca = s->ca,
                           .forward_key_file = c->forward_key_file,
-                          .session_id = s->info.session_id};
+                          .session_id = s->info.session_id,
+                          .running_calls = s->calls};
     if ((r = rc_proxy_new(&pc, fd, &s->proxy, err)) < 0)
         return r;
     if ((r = pthread_create(&s->proxy_thread, NULL, proxy_main, s)) != 0) {
@@ -525,6 +530,8 @@ static void stop_broker(shim *s, rc_apichan_stats *ret_stats)
         rc_apichan_free(s->chan);
         s->chan = NULL;
     }
+    rc_audit_calls_free(s->calls); /* after both of its users */
+    s->calls = NULL;
 }
 
 /* RUNCELL_ARTIFACTS_FORMAT=tar: the export directory becomes <dir>.tar.gz, and kept names what

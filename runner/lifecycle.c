@@ -253,9 +253,55 @@ static int run_custom(runner *rn, const char *name, const cJSON *input, rc_tool_
     return r;
 }
 
+/* Issue 11: tell the broker which tool call is running (id set) or that none is (NULL), so that
+ * the egress proxy's audit line of each credential injection names the calls that were running.
+ * Socket mode only: the broker's channel answers it locally (PUT
+ * /_runcell/v1/running-tool-calls) and only from our uid. Calls run one at a time on the session
+ * thread, so the whole set is this call. Best effort: a failure never affects the call. */
+#define RUNNING_CALLS_PATH       "/_runcell/v1/running-tool-calls"
+#define RUNNING_CALLS_TIMEOUT_MS 2000
+
+static void report_running_calls(runner *rn, const char *id)
+{
+    _cleanup_(rc_api_result_free) rc_api_result res = RC_API_RESULT_INIT;
+    _cleanup_json_ cJSON *body = cJSON_CreateObject();
+    cJSON *ids;
+    rc_error e = {0};
+
+    if (!rn->cfg->api_socket || atomic_load(&rn->shutdown))
+        return;
+    if (!body || !(ids = cJSON_AddArrayToObject(body, "ids")) ||
+        (id && !cJSON_AddItemToArray(ids, cJSON_CreateString(id))))
+        return;
+    rc_api_request req = {.method = "PUT",
+                          .path = RUNNING_CALLS_PATH,
+                          .json_body = body,
+                          .accept_any_body = true,
+                          .timeout_ms = RUNNING_CALLS_TIMEOUT_MS,
+                          .max_attempts = 1};
+    if (rc_api_request_do(rn->call_api, &req, &res, &e) < 0)
+        rc_log_debug("running tool calls not reported to the broker: %s", e.msg);
+}
+
+static int io_run_tool_now(runner *rn, const cJSON *call, rc_tool_result *ret, rc_error *err);
+
 static int io_run_tool(void *ud, const cJSON *call, rc_tool_result *ret, rc_error *err)
 {
     runner *rn = ud;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(call, "id");
+    bool reported = cJSON_IsString(id);
+    int r;
+
+    if (reported)
+        report_running_calls(rn, id->valuestring);
+    r = io_run_tool_now(rn, call, ret, err);
+    if (reported)
+        report_running_calls(rn, NULL);
+    return r;
+}
+
+static int io_run_tool_now(runner *rn, const cJSON *call, rc_tool_result *ret, rc_error *err)
+{
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(call, "name");
     const cJSON *input = cJSON_GetObjectItemCaseSensitive(call, "input");
     int r;

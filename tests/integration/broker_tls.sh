@@ -165,7 +165,9 @@ tls_proxy() {
     EG_PORT=$port
 }
 
-tls_proxy main --intercept-ca-out "$EG_T/session-ca.pem" --forward-key "$EG_T/fwd.key" || t_done
+# --tool-calls plays the runner's report of its running tool calls (issue 11).
+tls_proxy main --intercept-ca-out "$EG_T/session-ca.pem" --forward-key "$EG_T/fwd.key" \
+    --tool-calls toolu_tls_1,toolu_tls-2 || t_done
 P=$EG_PORT
 AUDIT=$EG_T/main.audit
 ULOG=$EG_T/upstream.log
@@ -319,6 +321,9 @@ check_contains audit_kind_https "$line" '"kind":"https"'
 check_contains audit_injected_names "$line" '"injected":["authorization"]'
 check_contains audit_rule_index "$line" '"rule":"api.test#0"'
 check_contains audit_method_path "$line" '"method":"GET","path":"/v1/items"'
+check_contains audit_tool_calls "$line" '"tool_calls":["toolu_tls_1","toolu_tls-2"]'
+check_contains proxy_log_tool_calls "$(cat "$EG_T/main.err")" \
+    '(rule api.test#0) (tool calls [toolu_tls_1,toolu_tls-2])'
 check_contains audit_reflection "$(cat "$AUDIT")" '"end":"reflection cut"'
 check_contains audit_forward "$(cat "$AUDIT")" '"action":"forward-url"'
 check_absent audit_never_holds_value "$(cat "$AUDIT")" "INJECTED"

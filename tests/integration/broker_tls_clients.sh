@@ -352,6 +352,20 @@ check_contains curl.inject_worldroot_only_fails "$(pv curl_inject_worldroot_only
 check_eq curl.inject_worldroot_only_not_sent "$(up_keys /v1/worldroot/curl)" '"none"'
 check_contains curl.tunnel_sessionca_only_fails "$(pv curl_tunnel_sessionca_only)" "rc=60"
 
+# ---- which tool call made the request (issue 11) --------------------------------------------
+# The runner reports the running call to the broker's channel; the egress audit line of the
+# injection names it: the bash call that ran the probe, and only it.
+api GET "/v1/sessions/$SA/events?limit=1000"
+probe_call=$(jq -r '[.data[] | select(.type == "agent.tool_use" and
+    ((.input.command // "") | contains("tlsclients.sh")))][0].id // empty' "$EM_DIR/body")
+egress_line=$(jq -c 'select(.path == "/v1/data/curl")' \
+    "$LT_STATE/sessions/$SA/egress-audit.jsonl" 2>/dev/null | head -n 1)
+if [ -n "$probe_call" ]; then t_ok call_id.probe_call_found; else t_fail call_id.probe_call_found "$(head -c 300 "$EM_DIR/body")"; fi
+check_contains call_id.injection_audited "$egress_line" '"injected":["x-api-key"]'
+check_contains call_id.audit_names_the_call "$egress_line" "\"tool_calls\":[\"$probe_call\"]"
+check_contains call_id.log_names_the_call "$(grep -F 'GET api.test/v1/data/curl: injecting' "$LT_LOG")" \
+    "(tool calls [$probe_call])"
+
 # ---- Python urllib ---------------------------------------------------------------------------
 if [ -z "$HAVE_PY" ]; then
     t_skip python "skipped: no Debian python3 (/usr/bin/python3 -> python3.X with /usr/lib/python3.X)"

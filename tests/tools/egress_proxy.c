@@ -11,7 +11,9 @@
  * to --ready-file (atomically) and "ready PORT" to stdout. SIGTERM or SIGINT stops it.
  * --intercept-ca-out turns TLS interception on: a fresh session CA (1 hour) is created, as the
  * shim does, and its certificate (never its key) is written to FILE for clients to trust.
- * --forward-key is the HMAC key file for forwardURL tokens. */
+ * --forward-key is the HMAC key file for forwardURL tokens. --tool-calls ID,ID... plays the
+ * runner's report of running tool calls (issue 11; "" for none): the audit line of each
+ * injection names them. */
 #include "audit.h"
 #include "ca.h"
 #include "cleanup.h"
@@ -40,14 +42,15 @@ static void on_signal(int sig)
 
 typedef struct options {
     const char *policy, *listen, *netns, *ca_file, *hosts_file, *audit, *session_id, *ready;
-    const char *ca_out, *forward_key;
+    const char *ca_out, *forward_key, *tool_calls;
 } options;
 
 static int usage(void)
 {
     fprintf(stderr, "usage: egress_proxy --policy FILE [--listen ADDR:PORT] [--netns NS] "
                     "[--ca-file FILE] [--hosts-file FILE] [--audit FILE|-] [--session-id ID] "
-                    "[--ready-file FILE] [--intercept-ca-out FILE] [--forward-key FILE]\n");
+                    "[--ready-file FILE] [--intercept-ca-out FILE] [--forward-key FILE] "
+                    "[--tool-calls ID,...]\n");
     return 2;
 }
 
@@ -63,6 +66,7 @@ static int parse_options(int argc, char **argv, options *o)
                                              {"ready-file", required_argument, NULL, 'r'},
                                              {"intercept-ca-out", required_argument, NULL, 'i'},
                                              {"forward-key", required_argument, NULL, 'f'},
+                                             {"tool-calls", required_argument, NULL, 't'},
                                              {NULL, 0, NULL, 0}};
     int ch;
 
@@ -99,6 +103,9 @@ static int parse_options(int argc, char **argv, options *o)
             break;
         case 'f':
             o->forward_key = optarg;
+            break;
+        case 't':
+            o->tool_calls = optarg;
             break;
         default:
             return -1;
@@ -167,8 +174,29 @@ static int make_ca(const char *path, const char *label, rc_ca **ret, rc_error *e
     return 0;
 }
 
+/* "ID,ID,..." (or "") into a running-calls set. */
+static int make_calls(const char *list, rc_audit_calls **ret, rc_error *err)
+{
+    static rc_audit_call_ids ids;
+    const char *p = list;
+    int r;
+
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        if (ids.n == RC_AUDIT_CALLS_MAX || !rc_audit_call_id_ok(p, len))
+            return rc_error_set(err, RC_EINVAL, "--tool-calls: not a list of tool-use ids");
+        snprintf(ids.ids[ids.n++], sizeof ids.ids[0], "%.*s", (int)len, p);
+        p += len + (p[len] == ',');
+    }
+    if ((r = rc_audit_calls_new(ret, err)) < 0)
+        return r;
+    rc_audit_calls_set(*ret, &ids);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    _cleanup_(rc_audit_calls_freep) rc_audit_calls *calls = NULL;
     _cleanup_(rc_ca_freep) rc_ca *ca = NULL;
     _cleanup_(rc_policy_freep) rc_policy *pol = NULL;
     _cleanup_(rc_audit_closep) rc_audit *audit = NULL;
@@ -190,6 +218,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "egress_proxy: %s\n", err.msg);
         return 1;
     }
+    if (o.tool_calls && make_calls(o.tool_calls, &calls, &err) < 0) {
+        fprintf(stderr, "egress_proxy: %s\n", err.msg);
+        return 1;
+    }
     if (o.ca_out && make_ca(o.ca_out, o.session_id, &ca, &err) < 0) {
         fprintf(stderr, "egress_proxy: %s\n", err.msg);
         return 1;
@@ -206,7 +238,8 @@ int main(int argc, char **argv)
                             .hosts_file = o.hosts_file,
                             .ca = ca,
                             .forward_key_file = o.forward_key,
-                            .session_id = o.session_id};
+                            .session_id = o.session_id,
+                            .running_calls = calls};
     if (rc_proxy_new(&cfg, fd, &px, &err) < 0) {
         fprintf(stderr, "egress_proxy: %s\n", err.msg);
         return 1;

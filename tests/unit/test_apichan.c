@@ -2358,3 +2358,180 @@ TEST(memory_environment_key_channel_learns_nothing)
     CHECK_INT(fixture_http_count(g.up), 3);
     rig_stop(&g);
 }
+
+/* ---- the local route: running tool calls (issue 11) ------------------------------------------ */
+
+static int calls_parse(const char *body, rc_audit_call_ids *ids)
+{
+    rc_error err = {0};
+    int r = rc_apichan_running_calls_parse(body, strlen(body), ids, &err);
+    if (r < 0)
+        CHECK(strstr(err.msg, "toolu_secret") == NULL); /* the input is never echoed */
+    return r;
+}
+
+TEST(running_calls_parse)
+{
+    static rc_audit_call_ids ids;
+    static char body[16384], id128[129];
+
+    CHECK_INT(calls_parse("{\"ids\":[]}", &ids), 0);
+    CHECK_INT((int)ids.n, 0);
+    CHECK_INT(calls_parse("{\"ids\":[\"toolu_01AbC-x\"]}", &ids), 0);
+    REQUIRE(ids.n == 1);
+    CHECK_STR(ids.ids[0], "toolu_01AbC-x");
+    CHECK_INT(calls_parse(" {\"ids\" : [\"a\", \"sevt_2\"]} ", &ids), 0);
+    CHECK_INT((int)ids.n, 2);
+    CHECK_STR(ids.ids[1], "sevt_2");
+    memset(id128, 'a', 128);
+    snprintf(body, sizeof body, "{\"ids\":[\"%s\"]}", id128);
+    CHECK_INT(calls_parse(body, &ids), 0);
+    CHECK_INT((int)strlen(ids.ids[0]), 128);
+    /* 32 ids are fine, 33 are not. */
+    size_t o = (size_t)snprintf(body, sizeof body, "{\"ids\":[");
+    for (int i = 0; i < 32; i++)
+        o += (size_t)snprintf(body + o, sizeof body - o, "%s\"toolu_%d\"", i ? "," : "", i);
+    snprintf(body + o, sizeof body - o, "]}");
+    CHECK_INT(calls_parse(body, &ids), 0);
+    CHECK_INT((int)ids.n, 32);
+    snprintf(body + o, sizeof body - o, ",\"toolu_32\"]}");
+    CHECK_INT(calls_parse(body, &ids), -RC_EPARSE);
+
+    static const char *const bad_bodies[] = {
+        "",
+        "null",
+        "[]",
+        "{}",
+        "\"ids\"",
+        "{\"ids\":null}",
+        "{\"ids\":{}}",
+        "{\"ids\":\"toolu_1\"}",
+        "{\"ids\":[1]}",
+        "{\"ids\":[null]}",
+        "{\"ids\":[[\"toolu_1\"]]}",
+        "{\"ids\":[\"\"]}",
+        "{\"ids\":[\"toolu_secret 1\"]}",
+        "{\"ids\":[\"toolu_secret/..\"]}",
+        "{\"ids\":[\"toolu_secret\\u0000\"]}",
+        "{\"ids\":[\"toolu_secret\\n\"]}",
+        "{\"ids\":[\"toolu_secr\xc3\xa9t\"]}",
+        "{\"ids\":[\"toolu_secret\",\"toolu_secret\"]}",
+        "{\"ids\":[],\"ids\":[]}",
+        "{\"ids\":[],\"more\":1}",
+        "{\"IDS\":[]}",
+        "{\"ids\":[]} x",
+        "{\"ids\":[],}",
+        "{'ids':[]}",
+    };
+    for (size_t i = 0; i < sizeof bad_bodies / sizeof bad_bodies[0]; i++) {
+        ids.n = 7;
+        int r = calls_parse(bad_bodies[i], &ids);
+        if (r != -RC_EPARSE)
+            printf("# bad_bodies[%zu] gave %d\n", i, r);
+        CHECK_INT(r, -RC_EPARSE);
+        CHECK_INT((int)ids.n, 7); /* not written on failure */
+    }
+    snprintf(body, sizeof body, "{\"ids\":[\"%sa\"]}", id128); /* 129 characters */
+    CHECK_INT(calls_parse(body, &ids), -RC_EPARSE);
+    memset(body, ' ', sizeof body - 1);
+    body[sizeof body - 1] = '\0';
+    CHECK_INT(calls_parse(body, &ids), -RC_ETOOBIG);
+    CHECK(rc_apichan_is_running_calls_target("/_runcell/v1/running-tool-calls"));
+    CHECK(!rc_apichan_is_running_calls_target("/_runcell/v1/running-tool-calls?x=1"));
+    CHECK(!rc_apichan_is_running_calls_target("/_runcell/v1/running-tool-calls/"));
+    CHECK(!rc_apichan_is_running_calls_target(NULL));
+}
+
+#define RC_PATH "/_runcell/v1/running-tool-calls"
+#define PUT_CALLS(body)                                                                            \
+    "PUT " RC_PATH " HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"            \
+    "Content-Length: " body
+
+static void calls_now(rc_audit_calls *set, rc_audit_call_ids *ids)
+{
+    rc_audit_calls_get(set, ids);
+}
+
+TEST(server_running_calls_route)
+{
+    rc_audit_calls *set = NULL;
+    static rc_audit_call_ids ids;
+    static resp rs;
+    rig g;
+
+    REQUIRE(rc_audit_calls_new(&set, NULL) == 0);
+    rc_apichan_config over = {.allowed_uid = geteuid(), .running_calls = set};
+    if (!rig_start(&g, &over)) {
+        rig_stop(&g);
+        rc_audit_calls_free(set);
+        SKIP("cannot start the channel");
+    }
+    CHECK_INT(one_request(&g, PUT_CALLS("31\r\n\r\n{\"ids\":[\"toolu_a\",\"toolu_b-2\"]}"), &rs),
+              204);
+    calls_now(set, &ids);
+    REQUIRE(ids.n == 2);
+    CHECK_STR(ids.ids[0], "toolu_a");
+    CHECK_STR(ids.ids[1], "toolu_b-2");
+    /* Refused bodies leave the set as it was. */
+    CHECK_INT(one_request(&g, PUT_CALLS("20\r\n\r\n{\"ids\":[\"bad id!!\"]}"), &rs), 400);
+    CHECK_INT(one_request(&g, PUT_CALLS("2\r\n\r\n{}"), &rs), 400);
+    CHECK_INT(one_request(&g, PUT_CALLS("0\r\n\r\n"), &rs), 400);
+    CHECK_INT(one_request(&g, PUT_CALLS("9000\r\n\r\n"), &rs), 413);
+    calls_now(set, &ids);
+    CHECK_INT((int)ids.n, 2);
+    /* Another method, chunked framing, a query: refused; nothing goes upstream. */
+    CHECK_INT(one_request(&g, REQ("GET", RC_PATH, ""), &rs), 405);
+    CHECK_INT(one_request(&g, REQ("POST", RC_PATH, "Content-Length: 10\r\n"), &rs), 405);
+    CHECK_INT(one_request(&g,
+                          "PUT " RC_PATH " HTTP/1.1\r\nHost: localhost\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                          &rs),
+              411);
+    CHECK_INT(one_request(&g, REQ("GET", RC_PATH "?x=1", ""), &rs), 403);
+    CHECK_INT(one_request(&g, REQ("PUT", S, "Content-Length: 0\r\n"), &rs), 501);
+    /* Emptied again, and a keep-alive connection serves a normal request after it. */
+    int fd = client_connect(g.sock);
+    REQUIRE(fd >= 0);
+    reader *r = reader_new(fd);
+    REQUIRE(r != NULL);
+    fixture_http_push_simple(g.up, 200, "Content-Type: application/json\r\n", "{}");
+    CHECK(client_send(fd, PUT_CALLS("10\r\n\r\n{\"ids\":[]}") REQ("GET", S, "")));
+    CHECK(read_response(r, &rs) && rs.status == 204);
+    CHECK(read_response(r, &rs) && rs.status == 200);
+    free(r);
+    close(fd);
+    calls_now(set, &ids);
+    CHECK_INT((int)ids.n, 0);
+    CHECK_INT(fixture_http_count(g.up), 1); /* only the GET of the session */
+    CHECK(rig_audit_has(&g, "\"route\":\"running_tool_calls\""));
+    CHECK(strstr(rig_audit(&g), "bad id") == NULL);
+    rig_stop(&g);
+    rc_audit_calls_free(set);
+}
+
+TEST(server_running_calls_other_uid_refused)
+{
+    if (geteuid() != 0)
+        SKIP("needs root to give the socket to another uid");
+    rc_audit_calls *set = NULL;
+    static rc_audit_call_ids ids;
+    rig g;
+    REQUIRE(rc_audit_calls_new(&set, NULL) == 0);
+    rc_apichan_config over = {.allowed_uid = 65534, .running_calls = set};
+    if (!rig_start(&g, &over)) {
+        rig_stop(&g);
+        rc_audit_calls_free(set);
+        SKIP("cannot start the channel");
+    }
+    int fd = client_connect(g.sock);
+    REQUIRE(fd >= 0);
+    client_send(fd, PUT_CALLS("22\r\n\r\n{\"ids\":[\"toolu_evil\"]}"));
+    char b[64];
+    CHECK(recv(fd, b, sizeof b, 0) <= 0);
+    close(fd);
+    calls_now(set, &ids);
+    CHECK_INT((int)ids.n, 0);
+    CHECK(rig_audit_has(&g, "\"event\":\"peer_refused\""));
+    rig_stop(&g);
+    rc_audit_calls_free(set);
+}

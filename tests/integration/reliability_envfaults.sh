@@ -171,6 +171,16 @@ write_scenarios() {
          "expect": {"is_error": false, "text": "2"}},
         {"tool": "bash", "input": {"command": "sleep 1; echo three >> n.txt; wc -l < n.txt"},
          "expect": {"is_error": false, "text": "3"}}]'
+    # The same, but the first call ends only once the test created go-1 (at most 20 s), so its
+    # result is posted inside an outage the test started, however busy the machine.
+    # shellcheck disable=SC2016 # $(seq) is for the agent's bash
+    scenario ef-hold '[
+        {"tool": "bash", "input": {"command": "touch started-1; for i in $(seq 200); do [ -e go-1 ] && break; sleep 0.1; done; echo one >> n.txt; wc -l < n.txt"},
+         "expect": {"is_error": false, "text": "1"}},
+        {"tool": "bash", "input": {"command": "sleep 3; echo two >> n.txt; wc -l < n.txt"},
+         "expect": {"is_error": false, "text": "2"}},
+        {"tool": "bash", "input": {"command": "sleep 1; echo three >> n.txt; wc -l < n.txt"},
+         "expect": {"is_error": false, "text": "3"}}]'
     # Calls that write nothing to the workspace (its image lives on the state dir too).
     # shellcheck disable=SC2016 # jq's $i
     scenario ef-quiet "$(jq -cn '[{tool: "bash", input: {command: "sleep 3; echo one"},
@@ -510,10 +520,11 @@ case_api_down_running() {
     # cut and its reconnects refused. The runner keeps trying within its limits (results and
     # heartbeats for the lease TTL); every call runs and is answered once (each step counts its
     # runs in the workspace).
-    ef_session s2 ef-slow
+    ef_session s2 ef-hold
     mark=$LT_STATE/workspaces/$s2/data/started-1 # the first call has begun
     if wait_for 40 test -e "$mark"; then
         relay_down
+        touch "$LT_STATE/workspaces/$s2/data/go-1" # the call ends now, inside the outage
         sleep 6
         relay_up
         passes api_down.mid_session "$s2" 60
